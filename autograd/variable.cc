@@ -91,6 +91,21 @@ absl::Status Variable::set_data(const Tensor& data) const {
   return absl::OkStatus();
 }
 
+absl::Status Variable::Replace(const Tensor& data) const {
+  if (!defined()) return absl::FailedPreconditionError("Replace: undefined Variable");
+  if (!is_leaf()) {
+    return absl::FailedPreconditionError(absl::StrCat("Replace on a non-leaf ", Describe()));
+  }
+  if (!data.defined()) return absl::InvalidArgumentError("Replace: undefined tensor");
+  if (state_->requires_grad && !IsFloating(data.dtype())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Replace: ", Describe(), " requires grad, but the new value is ", data.Describe()));
+  }
+  state_->data = data;
+  state_->grad = Tensor();
+  return absl::OkStatus();
+}
+
 Variable Variable::Detach() const {
   if (!defined()) return Variable();
   return Variable(state_->data, false);

@@ -67,6 +67,10 @@ class Variable {
 
   // Leaves only (FailedPrecondition otherwise); float dtypes only (InvalidArgument otherwise).
   absl::Status set_requires_grad(bool requires_grad);
+  // Replaces a leaf's value by any tensor (new shape, dtype or device allowed) and drops its
+  // gradient: moving or casting a module's parameters. FailedPrecondition on a non-leaf;
+  // InvalidArgument for an undefined tensor, or a non-float one when requires_grad is set.
+  absl::Status Replace(const Tensor& data) const;
   // Drops the accumulated gradient.
   void ZeroGrad() const;
   // Replaces the accumulated gradient (same shape and dtype, else InvalidArgument); an
