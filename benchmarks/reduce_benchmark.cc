@@ -43,88 +43,22 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device.h"
 #include "cuda/stream.h"
+#include "benchmarks/gpu_benchmark.h"
 #include "tensor/reduce.h"
 #include "tensor/tensor.h"
 
 namespace lyra {
 namespace {
 
+using bench::Fail;
+using bench::RunTimed;
+using bench::SkipWithoutGpu;
+
 constexpr int64_t kRows = 8192;      // M
 constexpr int64_t kCols = 4096;      // N
 constexpr int64_t kBatch = 1024;     // B
 constexpr int64_t kVocab = 50280;    // V
-constexpr int kWarmupCalls = 3;
-constexpr size_t kFlushBytes = size_t{256} << 20;  // > the H200's L2
 constexpr Device kGpu = Device::Cuda(0);
-
-// Event-timed calls on cuda:0's current stream, each after an L2 flush.
-class GpuTimer {
- public:
-  static absl::StatusOr<GpuTimer> Create() {
-    LYRA_RETURN_IF_ERROR(cuda::CheckGpu(0));
-    LYRA_ASSIGN_OR_RETURN(cuda::Event start, cuda::Event::Create(0));
-    LYRA_ASSIGN_OR_RETURN(cuda::Event stop, cuda::Event::Create(0));
-    LYRA_ASSIGN_OR_RETURN(void* flush, cuda::CachingAllocator::ForDevice(0).Allocate(kFlushBytes));
-    return GpuTimer(std::move(start), std::move(stop), flush);
-  }
-  GpuTimer(GpuTimer&& other) noexcept
-      : start_(std::move(other.start_)), stop_(std::move(other.stop_)), flush_(other.flush_) {
-    other.flush_ = nullptr;
-  }
-  GpuTimer& operator=(GpuTimer&&) = delete;
-  ~GpuTimer() {
-    if (flush_ != nullptr) cuda::CachingAllocator::ForDevice(0).Free(flush_);
-  }
-
-  absl::StatusOr<float> TimeMs(const std::function<absl::Status()>& call) {
-    const cudaStream_t stream = cuda::CurrentStream(0);
-    LYRA_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(flush_, ++flushes_ & 0xff, kFlushBytes, stream));
-    LYRA_RETURN_IF_ERROR(start_.Record(stream));
-    LYRA_RETURN_IF_ERROR(call());
-    LYRA_RETURN_IF_ERROR(stop_.Record(stream));
-    LYRA_RETURN_IF_ERROR(stop_.Synchronize());
-    return stop_.ElapsedMsSince(start_);
-  }
-
- private:
-  GpuTimer(cuda::Event start, cuda::Event stop, void* flush)
-      : start_(std::move(start)), stop_(std::move(stop)), flush_(flush) {}
-  cuda::Event start_;
-  cuda::Event stop_;
-  void* flush_;
-  int flushes_ = 0;
-};
-
-void Fail(benchmark::State& state, const absl::Status& status) {
-  state.SkipWithError(std::string(status.ToString()).c_str());
-}
-
-// True (and the benchmark marked skipped) when there is no GPU.
-bool SkipWithoutGpu(benchmark::State& state) {
-  if (cuda::HasGpu()) return false;
-  state.SkipWithError(absl::StrCat("needs a GPU: ", cuda::NoGpuReason()).c_str());
-  return true;
-}
-
-// Warm-up, then one timed call per iteration; reports GB/s from `bytes` per call.
-void RunTimed(benchmark::State& state, const std::function<absl::Status()>& call, double bytes) {
-  absl::StatusOr<GpuTimer> timer = GpuTimer::Create();
-  if (!timer.ok()) return Fail(state, timer.status());
-  for (int i = 0; i < kWarmupCalls; ++i) {
-    if (absl::Status s = call(); !s.ok()) return Fail(state, s);
-  }
-  if (absl::Status s = cuda::Synchronize(0); !s.ok()) return Fail(state, s);
-  double total_ms = 0;
-  for (auto _ : state) {
-    absl::StatusOr<float> ms = timer->TimeMs(call);
-    if (!ms.ok()) return Fail(state, ms.status());
-    state.SetIterationTime(*ms * 1e-3);
-    total_ms += *ms;
-  }
-  const double mean_s = total_ms * 1e-3 / static_cast<double>(state.iterations());
-  state.counters["GB/s"] = bytes / mean_s * 1e-9;
-  state.SetBytesProcessed(static_cast<int64_t>(bytes) * state.iterations());
-}
 
 // A GPU tensor of `shape` and `dtype`, every element 0.25 (the kernels' speed does not depend
 // on the values).
