@@ -17,6 +17,15 @@
 // cublasGemmStridedBatchedEx runs instead, which handles any alignment.
 //
 // k == 0 makes the product empty: out = beta * out, done with the elementwise kernels.
+//
+// Bias: with a row-major out, D = out^T has one row per output column, which is exactly the
+// layout of cuBLASLt's CUBLASLT_EPILOGUE_BIAS (a packed vector with one entry per row of D,
+// broadcast over D's columns and over the batch with bias batch stride 0), so the bias costs no
+// extra pass. The bias pointer lives in the matmul descriptor; a cached plan is shared across
+// threads, so each fused call sets the pointer on a descriptor of its own (a host-only object,
+// microseconds to make). Where the epilogue cannot run (f64, a column-major out whose D rows
+// are out's rows, a strided or misaligned bias, no cuBLASLt algorithm) the bias is added
+// afterwards by one broadcast elementwise kernel over the result.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -146,11 +155,12 @@ struct PlanKey {
   int64_t batch_count = 1;
   int64_t stride_x = 0, stride_y = 0, stride_d = 0;
   int64_t align_x = 0, align_y = 0, align_d = 0;
+  bool bias = false;  // CUBLASLT_EPILOGUE_BIAS (bias kBiasEpilogueAlignment-aligned)
 
   auto Tie() const {
     return std::make_tuple(device, dtype, compute, op_x, op_y, rows, cols, inner, x_rows, x_cols,
                            y_rows, y_cols, ldx, ldy, ldd, batch_count, stride_x, stride_y,
-                           stride_d, align_x, align_y, align_d);
+                           stride_d, align_x, align_y, align_d, bias);
   }
   bool operator==(const PlanKey& o) const { return Tie() == o.Tie(); }
   template <typename H>
@@ -200,14 +210,43 @@ struct Preference {
   }
 };
 
-absl::Status BuildPlan(const PlanKey& key, const BlasContext& blas, LtPlan& plan) {
-  const cudaDataType_t type = CudaDataType(key.dtype);
+// A matmul descriptor for `key`; with key.bias, the bias epilogue reading `bias`. The caller
+// owns *desc (destroyed on error too).
+absl::Status CreateMatmulDesc(const PlanKey& key, const void* bias, cublasLtMatmulDesc_t* desc) {
   const cudaDataType_t scale_type = key.dtype == DType::kF64 ? CUDA_R_64F : CUDA_R_32F;
-  LYRA_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&plan.desc, key.compute, scale_type));
+  LYRA_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(desc, key.compute, scale_type));
   LYRA_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-      plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &key.op_x, sizeof(key.op_x)));
+      *desc, CUBLASLT_MATMUL_DESC_TRANSA, &key.op_x, sizeof(key.op_x)));
   LYRA_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-      plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &key.op_y, sizeof(key.op_y)));
+      *desc, CUBLASLT_MATMUL_DESC_TRANSB, &key.op_y, sizeof(key.op_y)));
+  if (key.bias) {
+    // The bias has D's type (the attribute's default); batch stride 0 shares it by all matrices.
+    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    const int64_t bias_batch_stride = 0;
+    LYRA_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+        *desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    LYRA_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+        *desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    LYRA_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+        *desc, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &bias_batch_stride,
+        sizeof(bias_batch_stride)));
+  }
+  return absl::OkStatus();
+}
+
+// RAII for a per-call matmul descriptor.
+struct OwnedDesc {
+  cublasLtMatmulDesc_t desc = nullptr;
+  ~OwnedDesc() {
+    if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+// `bias` (a valid, aligned bias for key.bias plans) is only read by the heuristic.
+absl::Status BuildPlan(const PlanKey& key, const BlasContext& blas, const void* bias,
+                       LtPlan& plan) {
+  const cudaDataType_t type = CudaDataType(key.dtype);
+  LYRA_RETURN_IF_ERROR(CreateMatmulDesc(key, bias, &plan.desc));
   LYRA_RETURN_IF_ERROR(SetLayout(&plan.x, type, key.x_rows, key.x_cols, key.ldx, key.batch_count,
                                  key.stride_x));
   LYRA_RETURN_IF_ERROR(SetLayout(&plan.y, type, key.y_rows, key.y_cols, key.ldy, key.batch_count,
@@ -264,29 +303,56 @@ PlanCache& Plans() {
 }
 
 absl::StatusOr<std::shared_ptr<const LtPlan>> GetPlan(const PlanKey& key,
-                                                      const BlasContext& blas) {
+                                                      const BlasContext& blas,
+                                                      const void* bias) {
   PlanCache& cache = Plans();
   std::lock_guard<std::mutex> lock(cache.mu);
   auto it = cache.plans.find(key);
   if (it != cache.plans.end()) return it->second;
   auto plan = std::make_shared<LtPlan>();
-  LYRA_RETURN_IF_ERROR(BuildPlan(key, blas, *plan));
+  LYRA_RETURN_IF_ERROR(BuildPlan(key, blas, bias, *plan));
   if (cache.plans.size() >= kMaxCachedPlans) cache.plans.clear();
   cache.plans.emplace(key, plan);
   return std::shared_ptr<const LtPlan>(std::move(plan));
 }
 
-// One cuBLAS call over `count` matrices, `x`, `y`, `d` pointing at the first.
+// out[..., j] += bias[j] over `shape`, whose last dimension indexes the bias; out has
+// `out_strides` (elements) and `dtype`, the bias `bias_stride`.
+absl::Status AddBias(const IterShape& shape, void* out, const int64_t* out_strides, DType dtype,
+                     const void* bias, int64_t bias_stride, cudaStream_t stream) {
+  BinaryParams add;
+  add.op = BinaryOp::kAdd;
+  add.shape = shape;
+  add.a.data = out;
+  add.a.dtype = dtype;
+  for (int d = 0; d < shape.ndim; ++d) add.a.strides[d] = out_strides[d];
+  add.b.data = const_cast<void*>(bias);  // read only
+  add.b.dtype = dtype;
+  add.b.strides[shape.ndim - 1] = bias_stride;  // 0 over every other dimension: broadcast
+  add.out = add.a;
+  add.alpha = 1;
+  return BinaryCuda(add, stream);
+}
+
+// One cuBLAS call over key.batch_count matrices, `x`, `y`, `d` pointing at the first. With
+// key.bias, adds `bias` (one entry per row of D) in the epilogue, or, when cuBLASLt has no
+// algorithm, by AddBias after the cuBLAS call.
 absl::Status RunGemm(const GemmProblem& g, const PlanKey& key, const BlasContext& blas,
-                     const void* x, const void* y, void* d, const void* alpha,
-                     const void* beta) {
+                     const void* x, const void* y, void* d, const void* alpha, const void* beta,
+                     const void* bias) {
   if (key.dtype != DType::kF64) {
-    LYRA_ASSIGN_OR_RETURN(std::shared_ptr<const LtPlan> plan, GetPlan(key, blas));
+    LYRA_ASSIGN_OR_RETURN(std::shared_ptr<const LtPlan> plan, GetPlan(key, blas, bias));
     if (plan->has_algo) {
-      LYRA_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(blas.lt, plan->desc, alpha, x, plan->x, y,
-                                                 plan->y, beta, d, plan->d, d, plan->d,
-                                                 &plan->algo, blas.workspace,
-                                                 blas.workspace_bytes, blas.stream));
+      cublasLtMatmulDesc_t desc = plan->desc;
+      OwnedDesc own;
+      if (key.bias) {
+        LYRA_RETURN_IF_ERROR(CreateMatmulDesc(key, bias, &own.desc));
+        desc = own.desc;
+      }
+      LYRA_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(blas.lt, desc, alpha, x, plan->x, y, plan->y,
+                                                 beta, d, plan->d, d, plan->d, &plan->algo,
+                                                 blas.workspace, blas.workspace_bytes,
+                                                 blas.stream));
       return absl::OkStatus();
     }
   }
@@ -296,7 +362,15 @@ absl::Status RunGemm(const GemmProblem& g, const PlanKey& key, const BlasContext
       static_cast<int>(g.inner), alpha, x, type, static_cast<int>(g.x.ld), key.stride_x, y, type,
       static_cast<int>(g.y.ld), key.stride_y, beta, d, type, static_cast<int>(g.ldd),
       key.stride_d, static_cast<int>(key.batch_count), key.compute, CUBLAS_GEMM_DEFAULT));
-  return absl::OkStatus();
+  if (!key.bias) return absl::OkStatus();
+  // D (rows x cols, column-major, ldd) per matrix, bias[r] added to row r.
+  IterShape shape;
+  shape.ndim = 3;
+  shape.sizes[0] = key.batch_count;
+  shape.sizes[1] = g.cols;
+  shape.sizes[2] = g.rows;
+  const int64_t strides[3] = {key.stride_d, g.ldd, 1};
+  return AddBias(shape, d, strides, key.dtype, bias, 1, blas.stream);
 }
 
 // out = beta * out, for k == 0.
@@ -388,7 +462,21 @@ absl::Status MatmulCudaSupported(const MatmulParams& p) {
 absl::Status MatmulCuda(const MatmulParams& p, cudaStream_t stream) {
   LYRA_RETURN_IF_ERROR(MatmulCudaSupported(p));
   if (p.m == 0 || p.n == 0 || p.batch.numel() == 0) return absl::OkStatus();
-  if (p.k == 0) return ScaleOutput(p, stream);
+  // out[..., i, j] += bias[j] over the whole output: the unfused bias.
+  const auto add_bias_everywhere = [&]() -> absl::Status {
+    IterShape shape = p.batch;
+    int64_t strides[kMaxDims] = {};
+    for (int d = 0; d < p.batch.ndim; ++d) strides[d] = p.out.batch_strides[d];
+    strides[shape.ndim] = p.out.row_stride;
+    shape.sizes[shape.ndim++] = p.m;
+    strides[shape.ndim] = p.out.col_stride;
+    shape.sizes[shape.ndim++] = p.n;
+    return AddBias(shape, p.out.data, strides, p.dtype, p.bias, p.bias_stride, stream);
+  };
+  if (p.k == 0) {
+    LYRA_RETURN_IF_ERROR(ScaleOutput(p, stream));
+    return p.bias == nullptr ? absl::OkStatus() : add_bias_everywhere();
+  }
 
   int device = 0;
   LYRA_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
@@ -428,6 +516,13 @@ absl::Status MatmulCuda(const MatmulParams& p, cudaStream_t stream) {
   key.align_x = AlignmentBytes(g.x.data, batch_ops[0].strides, batch, element_size);
   key.align_y = AlignmentBytes(g.y.data, batch_ops[1].strides, batch, element_size);
   key.align_d = AlignmentBytes(g.d, batch_ops[2].strides, batch, element_size);
+  // The epilogue's bias indexes D's rows: out's columns when out is row-major (g.rows == n).
+  const bool out_row_major =
+      BlasMatrixLayout(p.m, p.n, p.out.row_stride, p.out.col_stride).order ==
+      BlasOrder::kRowMajor;
+  key.bias = p.bias != nullptr && p.dtype != DType::kF64 && out_row_major &&
+             (p.bias_stride == 1 || p.n == 1) &&
+             reinterpret_cast<uintptr_t>(p.bias) % kBiasEpilogueAlignment == 0;
 
   // Scale factors in the scale type: f64 for f64, f32 otherwise.
   const double alpha64 = p.alpha, beta64 = p.beta;
@@ -461,13 +556,15 @@ absl::Status MatmulCuda(const MatmulParams& p, cudaStream_t stream) {
       LYRA_RETURN_IF_ERROR(RunGemm(g, key, blas,
                                    x_base + (x_off + x_first) * element_size,
                                    y_base + (y_off + y_first) * element_size,
-                                   d_base + (d_off + d_first) * element_size, alpha, beta));
+                                   d_base + (d_off + d_first) * element_size, alpha, beta,
+                                   key.bias ? p.bias : nullptr));
     }
     for (int d = outer_dims - 1; d >= 0; --d) {
       if (++index[d] < batch.sizes[d]) break;
       index[d] = 0;
     }
   }
+  if (p.bias != nullptr && !key.bias) return add_bias_everywhere();
   return absl::OkStatus();
 }
 

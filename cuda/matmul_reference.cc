@@ -1,6 +1,6 @@
 // CPU reference of the batched matmul (cuda/matmul.h).
 //
-//   out[b, i, j] = alpha * sum_kk a[b, i, kk] * b[b, kk, j] + beta * out[b, i, j]
+//   out[b, i, j] = alpha * sum_kk a[b, i, kk] * b[b, kk, j] + beta * out[b, i, j] (+ bias[j])
 //
 // For each batch entry, a (m x k) and b (k x n) are packed into row-major buffers of the compute
 // type (f32 for f16/bf16/f32, f64 for f64), which makes the inner loop contiguous whatever the
@@ -76,6 +76,7 @@ void MatmulTyped(const MatmulParams& p) {
   const int64_t m = p.m, n = p.n, k = p.k;
   const C alpha = static_cast<C>(p.alpha);
   const C beta = static_cast<C>(p.beta);
+  const T* bias = static_cast<const T*>(p.bias);  // (n,) or null
   std::vector<C> a_pack(static_cast<size_t>(m * k));  // (m, k) row-major
   std::vector<C> b_pack(static_cast<size_t>(k * n));  // (k, n) row-major
   std::vector<C> acc(static_cast<size_t>(kRowBlock * kColBlock));
@@ -125,7 +126,8 @@ void MatmulTyped(const MatmulParams& p) {
             T& o = out_row[j * p.out.col_stride];
             // beta == 0 writes without reading, as BLAS does: NaN in `out` does not propagate.
             const C prior = p.beta == 0 ? C(0) : beta * Load(o);
-            o = Store<T>(alpha * acc_row[j] + prior);
+            const C shift = bias == nullptr ? C(0) : Load(bias[(j0 + j) * p.bias_stride]);
+            o = Store<T>(alpha * acc_row[j] + prior + shift);
           }
         }
       }

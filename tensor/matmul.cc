@@ -73,8 +73,9 @@ bool HasBlasLayout(const Tensor& t) {
          cuda::BlasOrder::kNone;
 }
 
+// `bias` is null or a defined tensor.
 absl::Status MatmulIntoImpl(absl::string_view op, const Tensor& a, const Tensor& b,
-                            const Tensor& out, double alpha, double beta) {
+                            const Tensor& out, double alpha, double beta, const Tensor* bias) {
   LYRA_ASSIGN_OR_RETURN(Device device, internal::CommonDevice(op, {&a, &b, &out}));
   if (a.dtype() != b.dtype()) {
     return absl::InvalidArgumentError(absl::StrCat(op, ": dtypes differ (a ", a.Describe(),
@@ -106,9 +107,31 @@ absl::Status MatmulIntoImpl(absl::string_view op, const Tensor& a, const Tensor&
                                                    " overlaps an input (a ", a.Describe(),
                                                    ", b ", b.Describe(), ")"));
   }
+  if (bias != nullptr) {
+    if (bias->device() != device) {
+      return absl::InvalidArgumentError(absl::StrCat(op, ": bias ", bias->Describe(),
+                                                     " is not on the inputs' device ",
+                                                     device.ToString()));
+    }
+    if (bias->dtype() != a.dtype()) {
+      return absl::InvalidArgumentError(absl::StrCat(op, ": bias ", bias->Describe(),
+                                                     " does not have the inputs' dtype ",
+                                                     DTypeName(a.dtype())));
+    }
+    if (bias->dim() != 1 || bias->size(0) != shape.back()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          op, ": bias ", bias->Describe(), " must be 1-D of size n = ", shape.back(),
+          " (the columns of a ", a.Describe(), " @ b ", b.Describe(), ")"));
+    }
+    if (MayOverlap(out, *bias)) {
+      return absl::InvalidArgumentError(absl::StrCat(op, ": out ", out.Describe(),
+                                                     " overlaps the bias ", bias->Describe()));
+    }
+  }
   if (out.numel() == 0) return absl::OkStatus();
 
   Tensor a_in = a, b_in = b;
+  Tensor bias_in = bias != nullptr ? *bias : Tensor();
   if (device.is_cuda()) {
     // cuBLAS reads row- and column-major matrices in place; anything else is copied.
     if (!HasBlasLayout(a)) {
@@ -117,10 +140,15 @@ absl::Status MatmulIntoImpl(absl::string_view op, const Tensor& a, const Tensor&
     if (!HasBlasLayout(b)) {
       LYRA_ASSIGN_OR_RETURN(b_in, b.Contiguous());
     }
+    // cuBLASLt's bias epilogue reads a packed vector.
+    if (bias != nullptr && bias->size(0) > 1 && bias->stride(0) != 1) {
+      LYRA_ASSIGN_OR_RETURN(bias_in, bias->Contiguous());
+    }
     if (!HasBlasLayout(out)) {
       LYRA_ASSIGN_OR_RETURN(Tensor staged, Tensor::Empty(shape, out.dtype(), device));
       if (beta != 0) LYRA_RETURN_IF_ERROR(staged.CopyFrom(out));
-      LYRA_RETURN_IF_ERROR(MatmulIntoImpl(op, a_in, b_in, staged, alpha, beta));
+      LYRA_RETURN_IF_ERROR(MatmulIntoImpl(op, a_in, b_in, staged, alpha, beta,
+                                          bias != nullptr ? &bias_in : nullptr));
       return out.CopyFrom(staged);
     }
   }
@@ -138,6 +166,10 @@ absl::Status MatmulIntoImpl(absl::string_view op, const Tensor& a, const Tensor&
   p.alpha = alpha;
   p.beta = beta;
   p.allow_tf32 = cuda::AllowTf32();
+  if (bias != nullptr) {
+    p.bias = bias_in.data();
+    p.bias_stride = bias_in.stride(0);
+  }
   return internal::RunKernel(device, p, cuda::MatmulReference, cuda::MatmulCuda);
 }
 
@@ -147,13 +179,27 @@ absl::StatusOr<Tensor> Matmul(const Tensor& a, const Tensor& b) {
   LYRA_RETURN_IF_ERROR(internal::CheckDefined("Matmul", {&a, &b}));
   LYRA_ASSIGN_OR_RETURN(Shape shape, MatmulShape("Matmul", a, b));
   LYRA_ASSIGN_OR_RETURN(Tensor out, Tensor::Empty(shape, a.dtype(), a.device()));
-  LYRA_RETURN_IF_ERROR(MatmulIntoImpl("Matmul", a, b, out, 1, 0));
+  LYRA_RETURN_IF_ERROR(MatmulIntoImpl("Matmul", a, b, out, 1, 0, nullptr));
   return out;
 }
 
 absl::Status MatmulInto(const Tensor& a, const Tensor& b, const Tensor& out, double alpha,
                         double beta) {
-  return MatmulIntoImpl("MatmulInto", a, b, out, alpha, beta);
+  return MatmulIntoImpl("MatmulInto", a, b, out, alpha, beta, nullptr);
+}
+
+absl::StatusOr<Tensor> MatmulBias(const Tensor& a, const Tensor& b, const Tensor& bias) {
+  LYRA_RETURN_IF_ERROR(internal::CheckDefined("MatmulBias", {&a, &b, &bias}));
+  LYRA_ASSIGN_OR_RETURN(Shape shape, MatmulShape("MatmulBias", a, b));
+  LYRA_ASSIGN_OR_RETURN(Tensor out, Tensor::Empty(shape, a.dtype(), a.device()));
+  LYRA_RETURN_IF_ERROR(MatmulIntoImpl("MatmulBias", a, b, out, 1, 0, &bias));
+  return out;
+}
+
+absl::Status MatmulBiasInto(const Tensor& a, const Tensor& b, const Tensor& bias,
+                            const Tensor& out, double alpha, double beta) {
+  LYRA_RETURN_IF_ERROR(internal::CheckDefined("MatmulBiasInto", {&bias}));
+  return MatmulIntoImpl("MatmulBiasInto", a, b, out, alpha, beta, &bias);
 }
 
 void SetAllowTf32(bool allow) { cuda::SetAllowTf32(allow); }

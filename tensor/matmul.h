@@ -33,6 +33,19 @@ absl::StatusOr<Tensor> Matmul(const Tensor& a, const Tensor& b);
 absl::Status MatmulInto(const Tensor& a, const Tensor& b, const Tensor& out, double alpha = 1,
                         double beta = 0);
 
+// a @ b + bias, with bias [n] (the inputs' dtype and device) added to every row of the product:
+// the linear layer x W^T + b as MatmulBias(x, w.Transpose(0, 1), b). On CUDA the bias is
+// fused into the cuBLASLt call (its bias epilogue: no extra pass over the output) whenever
+// cuBLASLt can (cuda/matmul.h); the bias is added before the result is rounded to f16 / bf16.
+// InvalidArgument as Matmul, or for a bias that is not 1-D of size n or differs in dtype or
+// device.
+absl::StatusOr<Tensor> MatmulBias(const Tensor& a, const Tensor& b, const Tensor& bias);
+
+// out = alpha * (a @ b) + beta * out + bias, with out as in MatmulInto and bias as in
+// MatmulBias (bias must not overlap out).
+absl::Status MatmulBiasInto(const Tensor& a, const Tensor& b, const Tensor& bias,
+                            const Tensor& out, double alpha = 1, double beta = 0);
+
 // TF32 tensor-core math for f32 matmuls on CUDA: off by default (exact f32). Process-wide; the
 // CPU path is unaffected.
 void SetAllowTf32(bool allow);
