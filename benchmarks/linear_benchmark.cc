@@ -16,15 +16,14 @@
 //   peaks near 990 dense bf16 TFLOP/s, i.e. ~0.23 ms at peak.
 //   The bias pass alone moves T out * 2 bytes (bf16 dY read, tiny write): 96 MiB for in_proj,
 //   ~20 us at 4.8 TB/s; its counter is GB/s.
-// "TFLOP/s" is the FLOP count above over the GPU time between two CUDA events around one call,
-// averaged over iterations. Each timed call is preceded by a 2x-L2 write (outside the timed
-// region) so operands do not start in L2; every benchmark warms up first (handles, workspace,
-// cuBLASLt plans, the caching allocator). No host sync happens inside the timed region (the
-// autograd engine's Backward enqueues work only).
+// "TFLOP/s" is the FLOP count above over the mean GPU time between two CUDA events around one
+// call (benchmarks/gpu_benchmark.h: an L2 flush before each timed call, outside the timed
+// region, and warm-up calls first for handles, workspace, cuBLASLt plans and the caching
+// allocator). No host sync happens inside the timed region (the autograd engine's Backward
+// enqueues work only).
 //
 //   bazel run -c opt --config=opt //benchmarks:linear_benchmark
 #include <benchmark/benchmark.h>
-#include <cuda_runtime.h>
 
 #include <cstdint>
 #include <functional>
@@ -36,9 +35,7 @@
 #include "absl/strings/str_cat.h"
 #include "autograd/variable.h"
 #include "base/status_macros.h"
-#include "cuda/cuda_check.h"
-#include "cuda/device.h"
-#include "cuda/stream.h"
+#include "benchmarks/gpu_benchmark.h"
 #include "nn/functional_linear.h"
 #include "tensor/elementwise.h"
 #include "tensor/matmul.h"
@@ -61,7 +58,6 @@ constexpr LinearShape kShapes[] = {
     {"mamba-130m_out_proj_16384x1536x768", 16384, 1536, 768},
 };
 
-constexpr int kWarmupCalls = 3;
 constexpr DType kDType = DType::kBF16;
 
 struct Operands {
@@ -86,46 +82,12 @@ absl::StatusOr<Operands*> GetOperands(const LinearShape& s) {
   return &cache->emplace(s.name, std::move(ops)).first->second;
 }
 
-absl::StatusOr<std::pair<void*, size_t>> L2FlushBuffer() {
-  static void* buffer = nullptr;
-  static size_t bytes = 0;
-  if (buffer == nullptr) {
-    LYRA_ASSIGN_OR_RETURN(cuda::GpuProperties props, cuda::GetGpuProperties(0));
-    bytes = static_cast<size_t>(2 * props.l2_cache_bytes);
-    LYRA_CUDA_RETURN_IF_ERROR(cudaMalloc(&buffer, bytes));
-  }
-  return std::make_pair(buffer, bytes);
-}
-
-// Times `call` with CUDA events; sets "TFLOP/s" from `flops` and, if `bytes` > 0, "GB/s".
+// Times `call` (bench::RunTimed: warm-up, L2 flush, CUDA events); adds "TFLOP/s" from `flops`
+// per call and, through RunTimed, "GB/s" from `bytes` (0: none).
 void TimeGpu(benchmark::State& state, double flops, double bytes,
              const std::function<absl::Status()>& call) {
-  const cudaStream_t stream = cuda::CurrentStream(0);
-  const auto fail = [&](const absl::Status& s) { state.SkipWithError(s.ToString().c_str()); };
-  absl::StatusOr<std::pair<void*, size_t>> flush = L2FlushBuffer();
-  if (!flush.ok()) return fail(flush.status());
-  for (int i = 0; i < kWarmupCalls; ++i) {
-    if (absl::Status s = call(); !s.ok()) return fail(s);
-  }
-  if (absl::Status s = cuda::Synchronize(0); !s.ok()) return fail(s);
-  absl::StatusOr<cuda::Event> start = cuda::Event::Create(0);
-  absl::StatusOr<cuda::Event> stop = cuda::Event::Create(0);
-  if (!start.ok()) return fail(start.status());
-  if (!stop.ok()) return fail(stop.status());
-  double total_seconds = 0;
-  for (auto _ : state) {
-    cudaMemsetAsync(flush->first, 0, flush->second, stream);
-    absl::Status s = start->Record(stream);
-    if (s.ok()) s = call();
-    if (s.ok()) s = stop->Record(stream);
-    if (s.ok()) s = stop->Synchronize();
-    absl::StatusOr<float> ms = s.ok() ? stop->ElapsedMsSince(*start) : absl::StatusOr<float>(s);
-    if (!ms.ok()) return fail(ms.status());
-    state.SetIterationTime(*ms / 1e3);
-    total_seconds += *ms / 1e3;
-  }
-  if (flops > 0) state.counters["TFLOP/s"] = flops * state.iterations() / total_seconds / 1e12;
-  if (bytes > 0) state.counters["GB/s"] = bytes * state.iterations() / total_seconds / 1e9;
+  const double ms = bench::RunTimed(state, call, bytes);
+  if (ms > 0 && flops > 0) state.counters["TFLOP/s"] = flops / (ms * 1e-3) / 1e12;
 }
 
 double GemmFlops(const LinearShape& s) { return 2.0 * s.tokens * s.in * s.out; }
@@ -133,11 +95,9 @@ double GemmFlops(const LinearShape& s) { return 2.0 * s.tokens * s.in * s.out; }
 // Runs `body` with the shape's operands on a GPU, or skips with the reason.
 void WithOperands(benchmark::State& state, const LinearShape& s,
                   const std::function<void(Operands&)>& body) {
-  if (!cuda::HasGpu()) {
-    return state.SkipWithError(("no GPU: " + cuda::NoGpuReason()).c_str());
-  }
+  if (bench::SkipWithoutGpu(state)) return;
   absl::StatusOr<Operands*> ops = GetOperands(s);
-  if (!ops.ok()) return state.SkipWithError(ops.status().ToString().c_str());
+  if (!ops.ok()) return bench::Fail(state, ops.status());
   body(**ops);
 }
 
