@@ -10,7 +10,8 @@
 // for f64) and saves only lse [N] in the compute type; the backward recomputes the softmax from
 // the logits and lse: dlogits = g * (softmax - onehot(t)) / count, in the logits' dtype, zero on
 // ignored rows. No [N, V] buffer of f32 is made by either pass; the gradient [N, V] in the
-// logits' dtype is the only full-size allocation.
+// logits' dtype is the only full-size allocation (plus, for logits whose last dim is strided,
+// e.g. a transposed view, one row-contiguous copy in their own dtype, kept for the backward).
 //
 // LinearCrossEntropy(hidden [N, H], weight [V, H], targets [N]) = CrossEntropy(hidden Wᵀ,
 // targets) without ever holding the [N, V] logits: for each chunk of `chunk_tokens` rows it
