@@ -1,0 +1,7 @@
+// RmsNorm kernels instantiated for: float, double (see norm_kernels.cuh).
+#include "cuda/norm_kernels.cuh"
+
+namespace lyra::cuda {
+LYRA_RMS_NORM_INSTANTIATE(float)
+LYRA_RMS_NORM_INSTANTIATE(double)
+}  // namespace lyra::cuda

@@ -1,0 +1,7 @@
+// RmsNorm kernels instantiated for: Float16, BFloat16 (see norm_kernels.cuh).
+#include "cuda/norm_kernels.cuh"
+
+namespace lyra::cuda {
+LYRA_RMS_NORM_INSTANTIATE(Float16)
+LYRA_RMS_NORM_INSTANTIATE(BFloat16)
+}  // namespace lyra::cuda
