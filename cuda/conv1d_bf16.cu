@@ -1,0 +1,7 @@
+// Causal conv1d kernels instantiated for x of type BFloat16 (see conv1d_kernels.cuh).
+#include "cuda/conv1d_kernels.cuh"
+
+namespace lyra::cuda {
+LYRA_CONV1D_DEFINE_ONE(BFloat16, float)
+LYRA_CONV1D_DEFINE_ONE(BFloat16, BFloat16)
+}  // namespace lyra::cuda
