@@ -99,9 +99,12 @@ absl::Status CrossEntropyTyped(const CrossEntropyParams& p) {
       if (has_nan) m = kNaN;
       // A row of -inf would form -inf - -inf; its lse is -inf (and its loss NaN, as torch).
       const C shift = std::isinf(m) && m < 0 ? C(0) : m;
-      C s = 0;
-      for (int64_t j = 0; j < p.vocab; ++j) s += std::exp(Load(x[j]) - shift);
-      lse = shift + std::log(s);
+      // The sum of exponentials in f64 whatever the dtype: summed in order in f32, the many tiny
+      // terms of a 50k-word row fall below half an ulp of the running sum and are lost (a
+      // systematic ~1e-5 low bias in lse), which would make the reference the least accurate.
+      double s = 0;
+      for (int64_t j = 0; j < p.vocab; ++j) s += std::exp(static_cast<double>(Load(x[j]) - shift));
+      lse = shift + static_cast<C>(std::log(s));
     }
     if (forward) {
       // Read the target logit before a kForwardBackward in place overwrites the row.
