@@ -1,0 +1,248 @@
+#include "mamba/mixer.h"
+
+#include <cmath>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "autograd/ops.h"
+#include "base/status_macros.h"
+#include "mamba/selective_scan.h"
+#include "nn/autocast.h"
+#include "nn/functional_linear.h"
+#include "nn/init.h"
+#include "tensor/elementwise.h"
+
+namespace lyra::mamba {
+
+using autograd::Variable;
+
+namespace {
+
+// f64 for an f64 model, else f32: the dtype of A, D, the dt bias and the scan states.
+DType ParamDType(DType act) { return act == DType::kF64 ? DType::kF64 : DType::kF32; }
+
+absl::StatusOr<Variable> CastTo(const Variable& v, DType dtype) {
+  if (v.dtype() == dtype) return v;
+  return autograd::Cast(v, dtype);
+}
+
+absl::Status CheckInput(const char* op, const Tensor& h, int want_dim, int64_t hidden) {
+  if (!h.defined() || h.dim() != want_dim || h.size(want_dim - 1) != hidden ||
+      !IsFloating(h.dtype())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        op, ": hidden states must be a floating ", want_dim == 3 ? "[B, L, M]" : "[B, M]",
+        " tensor with M = ", hidden, ", got ", h.defined() ? h.Describe() : "undefined"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MambaMixer>> MambaMixer::Create(const MambaConfig& config,
+                                                               Generator& gen, DType dtype,
+                                                               Device device) {
+  LYRA_RETURN_IF_ERROR(config.Validate());
+  std::unique_ptr<MambaMixer> mixer(new MambaMixer(config));
+  LYRA_RETURN_IF_ERROR(mixer->Init(gen, dtype, device));
+  return mixer;
+}
+
+absl::Status MambaMixer::Init(Generator& gen, DType dtype, Device device) {
+  const MambaConfig& c = config_;
+  const int64_t M = c.hidden_size, D = c.intermediate_size, N = c.state_size;
+  const int64_t R = c.time_step_rank;
+
+  LYRA_ASSIGN_OR_RETURN(std::unique_ptr<nn::Conv1d> conv,
+                        nn::Conv1d::Create(D, static_cast<int>(c.conv_kernel), c.use_conv_bias,
+                                           gen, dtype, device));
+  conv1d_ = RegisterModule("conv1d", std::move(conv));
+  if (conv1d_->bias().defined()) LYRA_RETURN_IF_ERROR(nn::init::Zeros(conv1d_->bias().data()));
+
+  LYRA_ASSIGN_OR_RETURN(std::unique_ptr<nn::Linear> in_proj,
+                        nn::Linear::Create(M, 2 * D, c.use_bias, gen, dtype, device));
+  in_proj_ = RegisterModule("in_proj", std::move(in_proj));
+  LYRA_RETURN_IF_ERROR(nn::init::Normal(in_proj_->weight().data(), gen, 0, c.initializer_range));
+  if (in_proj_->bias().defined()) LYRA_RETURN_IF_ERROR(nn::init::Zeros(in_proj_->bias().data()));
+
+  LYRA_ASSIGN_OR_RETURN(std::unique_ptr<nn::Linear> x_proj,
+                        nn::Linear::Create(D, R + 2 * N, /*bias=*/false, gen, dtype, device));
+  x_proj_ = RegisterModule("x_proj", std::move(x_proj));
+  LYRA_RETURN_IF_ERROR(nn::init::Normal(x_proj_->weight().data(), gen, 0, c.initializer_range));
+
+  LYRA_ASSIGN_OR_RETURN(std::unique_ptr<nn::Linear> dt_proj,
+                        nn::Linear::Create(R, D, /*bias=*/true, gen, dtype, device));
+  dt_proj_ = RegisterModule("dt_proj", std::move(dt_proj));
+  const double dt_init_std = std::pow(static_cast<double>(R), -0.5) * c.time_step_scale;
+  if (c.time_step_init_scheme == "constant") {
+    LYRA_RETURN_IF_ERROR(nn::init::Constant(dt_proj_->weight().data(), dt_init_std));
+  } else {
+    LYRA_RETURN_IF_ERROR(
+        nn::init::Uniform(dt_proj_->weight().data(), gen, -dt_init_std, dt_init_std));
+  }
+  {
+    // dt = exp(U[0, 1) * (log max - log min) + log min), clamped at the floor; the bias is its
+    // inverse softplus dt + log(-expm1(-dt)), so that softplus(bias) = dt at initialisation.
+    LYRA_ASSIGN_OR_RETURN(Tensor u, Rand({D}, DType::kF64, Device::Cpu(), gen));
+    LYRA_ASSIGN_OR_RETURN(std::vector<double> v, u.ToDoubles());
+    const double lo = std::log(c.time_step_min), hi = std::log(c.time_step_max);
+    for (double& x : v) {
+      double dt = std::exp(x * (hi - lo) + lo);
+      dt = std::max(dt, c.time_step_floor);
+      x = dt + std::log(-std::expm1(-dt));
+    }
+    LYRA_ASSIGN_OR_RETURN(Tensor bias, Tensor::FromDoubles(v, {D}, dtype, device));
+    LYRA_RETURN_IF_ERROR(dt_proj_->bias().data().CopyFrom(bias));
+  }
+
+  std::vector<double> a_log(D * N);
+  for (int64_t d = 0; d < D; ++d) {
+    for (int64_t n = 0; n < N; ++n) a_log[d * N + n] = std::log(static_cast<double>(n + 1));
+  }
+  LYRA_ASSIGN_OR_RETURN(Tensor a_log_t, Tensor::FromDoubles(a_log, {D, N}, dtype, device));
+  A_log_ = RegisterParameter("A_log", std::move(a_log_t));
+  LYRA_ASSIGN_OR_RETURN(Tensor d_t, Tensor::Ones({D}, dtype, device));
+  D_ = RegisterParameter("D", std::move(d_t));
+
+  LYRA_ASSIGN_OR_RETURN(std::unique_ptr<nn::Linear> out_proj,
+                        nn::Linear::Create(D, M, c.use_bias, gen, dtype, device));
+  out_proj_ = RegisterModule("out_proj", std::move(out_proj));
+  if (out_proj_->bias().defined()) {
+    LYRA_RETURN_IF_ERROR(nn::init::Zeros(out_proj_->bias().data()));
+  }
+  if (c.rescale_prenorm_residual) {
+    LYRA_ASSIGN_OR_RETURN(
+        Tensor scaled,
+        MulScalar(out_proj_->weight().data(),
+                  1.0 / std::sqrt(static_cast<double>(c.num_hidden_layers))));
+    LYRA_RETURN_IF_ERROR(out_proj_->weight().data().CopyFrom(scaled));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<MambaMixer::ScanParams> MambaMixer::ScanParameters(DType act) const {
+  const DType p = ParamDType(act);
+  ScanParams out;
+  LYRA_ASSIGN_OR_RETURN(Variable a_log, CastTo(A_log_, p));
+  LYRA_ASSIGN_OR_RETURN(Variable exp_a, autograd::Exp(a_log));
+  LYRA_ASSIGN_OR_RETURN(out.A, autograd::Neg(exp_a));
+  LYRA_ASSIGN_OR_RETURN(out.D, CastTo(D_, p));
+  LYRA_ASSIGN_OR_RETURN(out.delta_bias, CastTo(dt_proj_->bias(), p));
+  return out;
+}
+
+absl::StatusOr<Variable> MambaMixer::Forward(const Variable& h, const Tensor& seq_idx,
+                                             MambaLayerState* state) const {
+  LYRA_RETURN_IF_ERROR(
+      CheckInput("MambaMixer::Forward", h.defined() ? h.data() : Tensor(), 3, config_.hidden_size));
+  const int64_t D = config_.intermediate_size, N = config_.state_size;
+  const int64_t R = config_.time_step_rank;
+
+  // 1. xz = in_proj(h) [B, L, 2D]; x and z as [B, D, L] views (channel-last memory).
+  LYRA_ASSIGN_OR_RETURN(Variable xz, in_proj_->Forward(h));
+  LYRA_ASSIGN_OR_RETURN(Variable x_bld, autograd::Narrow(xz, 2, 0, D));
+  LYRA_ASSIGN_OR_RETURN(Variable z_bld, autograd::Narrow(xz, 2, D, D));
+  LYRA_ASSIGN_OR_RETURN(Variable x, autograd::Transpose(x_bld, 1, 2));
+  LYRA_ASSIGN_OR_RETURN(Variable z, autograd::Transpose(z_bld, 1, 2));
+
+  // 2. x = silu(conv1d(x)), causal; the conv state continues from / is written to `state`.
+  const bool continuing = state != nullptr && state->defined();
+  Variable conv_initial;
+  if (continuing) {
+    LYRA_ASSIGN_OR_RETURN(Tensor ci, state->conv_state.To(x.dtype()));
+    conv_initial = Variable(ci);
+  }
+  Tensor conv_final;
+  LYRA_ASSIGN_OR_RETURN(Variable u,
+                        conv1d_->Forward(x, Conv1dActivation::kSilu, seq_idx, conv_initial,
+                                         state != nullptr ? &conv_final : nullptr));
+
+  // 3. x_dbl = x_proj(u) [B, L, R + 2N] -> dt [B, L, R], B and C as [B, N, L] views.
+  LYRA_ASSIGN_OR_RETURN(Variable u_bld, autograd::Transpose(u, 1, 2));
+  LYRA_ASSIGN_OR_RETURN(Variable x_dbl, x_proj_->Forward(u_bld));
+  LYRA_ASSIGN_OR_RETURN(Variable dt, autograd::Narrow(x_dbl, 2, 0, R));
+  LYRA_ASSIGN_OR_RETURN(Variable b_bln, autograd::Narrow(x_dbl, 2, R, N));
+  LYRA_ASSIGN_OR_RETURN(Variable c_bln, autograd::Narrow(x_dbl, 2, R + N, N));
+  LYRA_ASSIGN_OR_RETURN(Variable b_bnl, autograd::Transpose(b_bln, 1, 2));
+  LYRA_ASSIGN_OR_RETURN(Variable c_bnl, autograd::Transpose(c_bln, 1, 2));
+
+  // delta = dt_proj.weight @ dt: [B, L, D] -> [B, D, L]; the bias is the scan's delta_bias.
+  LYRA_ASSIGN_OR_RETURN(Variable dt_weight, nn::ComputeWeight(dt_proj_->weight()));
+  LYRA_ASSIGN_OR_RETURN(Variable dt_in, nn::ComputeInput(dt));
+  LYRA_ASSIGN_OR_RETURN(Variable delta_bld, nn::functional::Linear(dt_in, dt_weight));
+  LYRA_ASSIGN_OR_RETURN(Variable delta, autograd::Transpose(delta_bld, 1, 2));
+
+  // 4. The selective scan, gated by silu(z), with the skip term D.
+  LYRA_ASSIGN_OR_RETURN(ScanParams p, ScanParameters(u.dtype()));
+  Variable z_in = z;
+  if (z_in.dtype() != u.dtype()) {
+    LYRA_ASSIGN_OR_RETURN(z_in, autograd::Cast(z, u.dtype()));
+  }
+  Variable ssm_initial;
+  if (continuing) {
+    LYRA_ASSIGN_OR_RETURN(Tensor si, state->ssm_state.To(ParamDType(u.dtype())));
+    ssm_initial = Variable(si);
+  }
+  LYRA_ASSIGN_OR_RETURN(SelectiveScanOutputs scan,
+                        SelectiveScan(u, delta, p.A, b_bnl, c_bnl, p.D, z_in, p.delta_bias,
+                                      ssm_initial, seq_idx, /*delta_softplus=*/true));
+  if (state != nullptr) {
+    state->conv_state = conv_final;
+    state->ssm_state = scan.final_state.data();
+  }
+
+  // 5. out_proj(y): [B, D, L] -> [B, L, D] -> [B, L, M].
+  LYRA_ASSIGN_OR_RETURN(Variable y_bld, autograd::Transpose(scan.y, 1, 2));
+  return out_proj_->Forward(y_bld);
+}
+
+absl::StatusOr<Tensor> MambaMixer::Step(const Tensor& h, MambaLayerState& state) const {
+  LYRA_RETURN_IF_ERROR(CheckInput("MambaMixer::Step", h, 2, config_.hidden_size));
+  if (!state.defined()) {
+    return absl::FailedPreconditionError("MambaMixer::Step: the layer state is not defined");
+  }
+  autograd::NoGradGuard no_grad;
+  const int64_t D = config_.intermediate_size, N = config_.state_size;
+  const int64_t R = config_.time_step_rank;
+
+  LYRA_ASSIGN_OR_RETURN(Variable xz, in_proj_->Forward(Variable(h)));  // [B, 2D]
+  LYRA_ASSIGN_OR_RETURN(Tensor x, xz.data().Narrow(1, 0, D));
+  LYRA_ASSIGN_OR_RETURN(Tensor z, xz.data().Narrow(1, D, D));
+  if (state.conv_state.dtype() != x.dtype()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "MambaMixer::Step: the cached conv state is ", state.conv_state.Describe(),
+        " but the step computes in ", DTypeName(x.dtype()),
+        " (prefill and steps must run under the same autocast dtype)"));
+  }
+  LYRA_ASSIGN_OR_RETURN(Tensor u, conv1d_->Step(x, state.conv_state, Conv1dActivation::kSilu));
+
+  LYRA_ASSIGN_OR_RETURN(Variable x_dbl, x_proj_->Forward(Variable(u)));  // [B, R + 2N]
+  LYRA_ASSIGN_OR_RETURN(Tensor dt, x_dbl.data().Narrow(1, 0, R));
+  LYRA_ASSIGN_OR_RETURN(Tensor b, x_dbl.data().Narrow(1, R, N));
+  LYRA_ASSIGN_OR_RETURN(Tensor c, x_dbl.data().Narrow(1, R + N, N));
+  LYRA_ASSIGN_OR_RETURN(Variable dt_weight, nn::ComputeWeight(dt_proj_->weight()));
+  LYRA_ASSIGN_OR_RETURN(Variable dt_in, nn::ComputeInput(Variable(dt)));
+  LYRA_ASSIGN_OR_RETURN(Variable delta, nn::functional::Linear(dt_in, dt_weight));  // [B, D]
+
+  LYRA_ASSIGN_OR_RETURN(ScanParams p, ScanParameters(u.dtype()));
+  if (state.ssm_state.dtype() != ParamDType(u.dtype())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("MambaMixer::Step: the cached ssm state is ", state.ssm_state.Describe(),
+                     "; expected ", DTypeName(ParamDType(u.dtype()))));
+  }
+  Tensor z_in = z;
+  if (z_in.dtype() != u.dtype()) {
+    LYRA_ASSIGN_OR_RETURN(z_in, z.To(u.dtype()));
+  }
+  Tensor delta_t = delta.data();
+  if (delta_t.dtype() != u.dtype()) {
+    LYRA_ASSIGN_OR_RETURN(delta_t, delta_t.To(u.dtype()));
+  }
+  LYRA_ASSIGN_OR_RETURN(Tensor y, SelectiveStateUpdate(state.ssm_state, u, delta_t, p.A.data(), b,
+                                                       c, p.D.data(), z_in, p.delta_bias.data(),
+                                                       /*dt_softplus=*/true));
+  LYRA_ASSIGN_OR_RETURN(Variable out, out_proj_->Forward(Variable(y)));
+  return out.data();
+}
+
+}  // namespace lyra::mamba
