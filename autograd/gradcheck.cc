@@ -22,7 +22,7 @@ absl::StatusOr<Tensor> CheckWeights(const Tensor& like) {
 }
 
 bool Differentiable(const GradCheckOptions& options, int i, const Tensor& t) {
-  return IsFloating(t.dtype()) && std::find(options.non_differentiable.begin(),
+  return t.defined() && IsFloating(t.dtype()) && std::find(options.non_differentiable.begin(),
                                             options.non_differentiable.end(),
                                             i) == options.non_differentiable.end();
 }
@@ -44,6 +44,10 @@ absl::Status Check(const GradCheckFn& fn, const std::vector<Tensor>& inputs,
   std::vector<Variable> leaves;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const Tensor& t = inputs[i];
+    if (!t.defined()) {  // an optional input left out: passed on as an undefined Variable
+      leaves.emplace_back();
+      continue;
+    }
     const bool diff = Differentiable(options, static_cast<int>(i), t);
     if (diff && (t.dtype() != DType::kF64 || !t.device().is_cpu())) {
       return absl::InvalidArgumentError(
@@ -73,7 +77,9 @@ absl::Status Check(const GradCheckFn& fn, const std::vector<Tensor>& inputs,
       LYRA_ASSIGN_OR_RETURN(analytic, leaves[i].grad().ToDoubles());
     }
     std::vector<Variable> probe;
-    for (const Variable& v : leaves) probe.emplace_back(v.data(), false);
+    for (const Variable& v : leaves) {
+      probe.push_back(v.defined() ? Variable(v.data(), false) : Variable());
+    }
     LYRA_ASSIGN_OR_RETURN(Tensor x, leaves[i].data().Clone());
     probe[i] = Variable(x, false);
     double* values = x.data<double>();

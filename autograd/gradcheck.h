@@ -3,7 +3,8 @@
 // GradCheck evaluates the scalar s(x) = sum(fn(x) * w), with fixed pseudo-random weights w in
 // [0.5, 1.5) so that every output element matters, and compares d s / d x from Backward with the
 // central difference (s(x + eps e_j) - s(x - eps e_j)) / (2 eps) for every element j of every
-// floating-point input. Inputs must be f64 CPU tensors (the check is meaningful only in f64).
+// floating-point input. Inputs must be f64 CPU tensors (the check is meaningful only in f64);
+// an undefined input (an optional argument left out) reaches fn as an undefined Variable.
 //
 //   GradCheckResult r = GradCheck([](const std::vector<Variable>& v) { return Tanh(v[0]); }, {x});
 //   EXPECT_TRUE(r.ok) << r.message;
