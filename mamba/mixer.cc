@@ -1,5 +1,7 @@
 #include "mamba/mixer.h"
 
+#include "mamba/mamba_inner.h"
+
 #include <cmath>
 #include <utility>
 #include <vector>
@@ -131,10 +133,37 @@ absl::StatusOr<MambaMixer::ScanParams> MambaMixer::ScanParameters(DType act) con
   return out;
 }
 
+absl::StatusOr<Variable> MambaMixer::ForwardFused(const Variable& h,
+                                                  const Tensor& seq_idx) const {
+  LYRA_ASSIGN_OR_RETURN(Variable xz, in_proj_->Forward(h));
+  const DType p = ParamDType(xz.dtype());
+  MambaInnerWeights w;
+  w.conv_weight = conv1d_->weight();
+  w.conv_bias = conv1d_->bias();
+  LYRA_ASSIGN_OR_RETURN(w.x_proj_weight, nn::ComputeWeight(x_proj_->weight()));
+  LYRA_ASSIGN_OR_RETURN(w.dt_proj_weight, nn::ComputeWeight(dt_proj_->weight()));
+  LYRA_ASSIGN_OR_RETURN(w.dt_proj_bias, CastTo(dt_proj_->bias(), p));
+  LYRA_ASSIGN_OR_RETURN(w.A_log, CastTo(A_log_, p));
+  LYRA_ASSIGN_OR_RETURN(w.D, CastTo(D_, p));
+  LYRA_ASSIGN_OR_RETURN(w.out_proj_weight, nn::ComputeWeight(out_proj_->weight()));
+  if (out_proj_->bias().defined()) {
+    LYRA_ASSIGN_OR_RETURN(w.out_proj_bias, nn::ComputeWeight(out_proj_->bias()));
+  }
+  // Weights stored in another dtype than the activations (a model cast with Module::To but run
+  // under another autocast dtype) are cast here, once per call.
+  for (Variable* v : {&w.x_proj_weight, &w.dt_proj_weight, &w.out_proj_weight, &w.out_proj_bias}) {
+    if (v->defined() && v->dtype() != xz.dtype()) {
+      LYRA_ASSIGN_OR_RETURN(*v, autograd::Cast(*v, xz.dtype()));
+    }
+  }
+  return MambaInner(xz, w, seq_idx);
+}
+
 absl::StatusOr<Variable> MambaMixer::Forward(const Variable& h, const Tensor& seq_idx,
                                              MambaLayerState* state) const {
   LYRA_RETURN_IF_ERROR(
       CheckInput("MambaMixer::Forward", h.defined() ? h.data() : Tensor(), 3, config_.hidden_size));
+  if (state == nullptr) return ForwardFused(h, seq_idx);
   const int64_t D = config_.intermediate_size, N = config_.state_size;
   const int64_t R = config_.time_step_rank;
 

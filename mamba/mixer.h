@@ -26,8 +26,13 @@
 // bias are read in f32 (f64 in an f64 model) whatever the parameters' dtype, like HF's
 // `A_log.float()`; the scan accumulates in f32 (f64) and returns y in the compute dtype.
 //
-// The whole mixer is differentiable (each piece is one autograd node: Linear, CausalConv1d,
-// SelectiveScan); seq_idx [B, L] (i32) marks packed documents: the conv drops taps and the scan
+// The whole mixer is differentiable. Without a `state` (training, evaluation) Forward runs
+// in_proj and then the fused inner path (mamba/mamba_inner.h: conv -> x_proj -> dt_proj -> scan
+// -> gate -> out_proj as ONE autograd node that saves only its inputs and recomputes in the
+// backward); with a `state` (prefill for generation) it runs the same math from separate nodes
+// (Linear, CausalConv1d, SelectiveScan), which also hand their final states to the cache. Both
+// receive the weights through nn::ComputeWeight, so nothing reads a master weight behind the
+// caller's back. seq_idx [B, L] (i32) marks packed documents: the conv drops taps and the scan
 // resets its state where seq_idx changes, so a packed row equals its documents run separately.
 #ifndef LYRA_MAMBA_MIXER_H_
 #define LYRA_MAMBA_MIXER_H_
@@ -93,6 +98,9 @@ class MambaMixer : public nn::Module {
     autograd::Variable A, D, delta_bias;
   };
   absl::StatusOr<ScanParams> ScanParameters(DType act) const;
+  // Forward without a state: in_proj, then the fused inner path.
+  absl::StatusOr<autograd::Variable> ForwardFused(const autograd::Variable& h,
+                                                  const Tensor& seq_idx) const;
 
   MambaConfig config_;
   nn::Linear* in_proj_ = nullptr;

@@ -20,10 +20,18 @@ AutocastGuard::AutocastGuard(DType dtype) : dtype_(dtype), previous_(current_reg
 AutocastGuard::~AutocastGuard() { current_region = previous_; }
 
 absl::StatusOr<autograd::Variable> AutocastGuard::Cast(const autograd::Variable& weight) {
+  // A cast made with gradients off is not recorded, so it must not be cached: a later use in
+  // the same region with gradients on would get no gradient to the master (torch's autocast
+  // cache skips no-grad casts likewise).
+  if (!autograd::GradModeEnabled()) return autograd::Cast(weight, dtype_);
   auto it = cache_.find(weight.state().get());
-  if (it != cache_.end()) return it->second;
+  // A copy made under NoGradGuard (say, an evaluation pass in the same region) is not recorded:
+  // when gradients are wanted now, cast again and record it.
+  const bool stale = it != cache_.end() && autograd::GradModeEnabled() &&
+                     weight.requires_grad() && !it->second.requires_grad();
+  if (it != cache_.end() && !stale) return it->second;
   LYRA_ASSIGN_OR_RETURN(autograd::Variable cast, autograd::Cast(weight, dtype_));
-  cache_.emplace(weight.state().get(), cast);
+  cache_[weight.state().get()] = cast;
   return cast;
 }
 

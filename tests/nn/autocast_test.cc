@@ -40,5 +40,20 @@ TEST(AutocastTest, CastsWeightsOncePerRegionAndGradientsReachTheMaster) {
   EXPECT_TRUE(same.SameAs(w));
 }
 
+TEST(AutocastTest, ACopyCastUnderNoGradIsRecastWhenGradientsAreWanted) {
+  autograd::Variable w(Tensor::FromDoubles({1, 2}, {2}, DType::kF32).value(), true);
+  AutocastGuard guard(DType::kBF16);
+  {
+    autograd::NoGradGuard no_grad;
+    ASSERT_OK_AND_ASSIGN(autograd::Variable eval_copy, ComputeWeight(w));
+    EXPECT_FALSE(eval_copy.requires_grad());
+  }
+  ASSERT_OK_AND_ASSIGN(autograd::Variable train_copy, ComputeWeight(w));
+  EXPECT_TRUE(train_copy.requires_grad());
+  ASSERT_OK_AND_ASSIGN(autograd::Variable s, autograd::Sum(train_copy));
+  ASSERT_OK(s.Backward());
+  EXPECT_EQ(w.grad().ToDoubles().value(), (std::vector<double>{1, 1}));
+}
+
 }  // namespace
 }  // namespace lyra::nn
