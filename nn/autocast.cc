@@ -25,13 +25,9 @@ absl::StatusOr<autograd::Variable> AutocastGuard::Cast(const autograd::Variable&
   // cache skips no-grad casts likewise).
   if (!autograd::GradModeEnabled()) return autograd::Cast(weight, dtype_);
   auto it = cache_.find(weight.state().get());
-  // A copy made under NoGradGuard (say, an evaluation pass in the same region) is not recorded:
-  // when gradients are wanted now, cast again and record it.
-  const bool stale = it != cache_.end() && autograd::GradModeEnabled() &&
-                     weight.requires_grad() && !it->second.requires_grad();
-  if (it != cache_.end() && !stale) return it->second;
+  if (it != cache_.end()) return it->second;
   LYRA_ASSIGN_OR_RETURN(autograd::Variable cast, autograd::Cast(weight, dtype_));
-  cache_[weight.state().get()] = cast;
+  cache_.emplace(weight.state().get(), cast);
   return cast;
 }
 
