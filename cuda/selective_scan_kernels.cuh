@@ -121,35 +121,74 @@ __device__ __forceinline__ BlockPlace PlaceBlock(int64_t dim, int64_t groups) {
   return pl;
 }
 
-// Stages rows [0, kRows) x time [t0, t0 + kChunk) of a (rows, L) operand with unit stride along
-// L into shared memory as f32: s[row * row_step + t * t_step] = f(row, t, value), with value 0
-// for rows >= rows_valid or t0 + t >= L. 16-byte loads when the rows are aligned.
-template <typename T, int kRows, int kChunk, int kThreads, typename F>
-__device__ __forceinline__ void StageRows(float* s, int row_step, int t_step, const T* g,
-                                          int64_t row_stride, int rows_valid, int64_t t0,
-                                          int64_t length, F f) {
-  constexpr int kVec = 16 / sizeof(T);
-  constexpr int kVecPerRow = kChunk / kVec;
+// Rows [0, kRows) x time [t0, t0 + kChunk) of a (rows, L) operand with unit stride along L,
+// staged through registers: Load issues every global load of the tile at once (16-byte loads
+// where the rows are aligned; zeros for rows >= rows_valid or t0 + t >= L), so a tile costs one
+// memory latency, and the forward issues the next tile's loads before computing this one;
+// Store widens to f32 into shared memory: s[row * row_step + t * t_step] = f(row, t, value, in).
+template <typename T, int kRows, int kChunk, int kThreads>
+struct RowTile {
+  static constexpr int kVec = 16 / sizeof(T);
+  static constexpr int kVecPerRow = kChunk / kVec;
+  static constexpr int kTotal = kRows * kVecPerRow;
+  static constexpr int kIters = (kTotal + kThreads - 1) / kThreads;
   static_assert(kChunk % kVec == 0);
-  const bool aligned = (reinterpret_cast<uintptr_t>(g) % 16 == 0) && (row_stride % kVec == 0);
-  for (int i = threadIdx.x; i < kRows * kVecPerRow; i += kThreads) {
-    const int row = i / kVecPerRow, t = (i % kVecPerRow) * kVec;
-    float v[kVec];
-    const T* src = g + row * row_stride + t0 + t;
-    if (row < rows_valid && aligned && t0 + t + kVec <= length) {
-      const Vec<T, kVec> w = *reinterpret_cast<const Vec<T, kVec>*>(src);
+  Vec<T, kVec> v[kIters];
+
+  __device__ __forceinline__ void Load(const T* g, int64_t row_stride, int rows_valid, int64_t t0,
+                                       int64_t length) {
+    const bool aligned = (reinterpret_cast<uintptr_t>(g) % 16 == 0) && (row_stride % kVec == 0);
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) v[j] = static_cast<float>(DLoad(w.v[j]));
-    } else {
+    for (int it = 0; it < kIters; ++it) {
+      const int i = threadIdx.x + it * kThreads;
+      const int row = i / kVecPerRow, t = (i % kVecPerRow) * kVec;
+      const bool row_ok = i < kTotal && row < rows_valid;
+      const T* src = g + row * row_stride + t0 + t;
+      if (row_ok && aligned && t0 + t + kVec <= length) {
+        v[it] = *reinterpret_cast<const Vec<T, kVec>*>(src);
+      } else {
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) {
-        v[j] = (row < rows_valid && t0 + t + j < length) ? static_cast<float>(DLoad(src[j])) : 0.f;
+        for (int j = 0; j < kVec; ++j) {
+          v[it].v[j] = (row_ok && t0 + t + j < length) ? src[j] : DStore<T>(0.f);
+        }
       }
     }
+  }
+
+  template <typename F>
+  __device__ __forceinline__ void Store(float* s, int row_step, int t_step, int64_t t0,
+                                        int64_t length, F f) const {
 #pragma unroll
-    for (int j = 0; j < kVec; ++j) {
-      s[row * row_step + (t + j) * t_step] = f(row, t + j, v[j], t0 + t + j < length);
+    for (int it = 0; it < kIters; ++it) {
+      const int i = threadIdx.x + it * kThreads;
+      if (i >= kTotal) continue;
+      const int row = i / kVecPerRow, t = (i % kVecPerRow) * kVec;
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        s[row * row_step + (t + j) * t_step] =
+            f(row, t + j, static_cast<float>(DLoad(v[it].v[j])), t0 + t + j < length);
+      }
     }
+  }
+};
+
+// Identity transform for RowTile::Store.
+struct AsIs {
+  __device__ __forceinline__ float operator()(int, int, float v, bool) const { return v; }
+};
+
+// B or C of one chunk, (N, L) rows of the group, into the (t, n) tile s[t * bc_pitch + n] (zeros
+// for n >= N), 16 rows at a time to bound the registers in flight.
+template <typename TB, int kNPad, int kChunk, int kThreads>
+__device__ __forceinline__ void StageStateRows(float* s, int bc_pitch, const TB* g,
+                                               int64_t stride_n, int64_t dstate, int64_t t0,
+                                               int64_t length) {
+  constexpr int kRowsAtOnce = 16;
+#pragma unroll 1
+  for (int r0 = 0; r0 < kNPad; r0 += kRowsAtOnce) {
+    RowTile<TB, kRowsAtOnce, kChunk, kThreads> tile;
+    tile.Load(g + r0 * stride_n, stride_n, static_cast<int>(dstate - r0), t0, length);
+    tile.Store(s + r0, 1, bc_pitch, t0, length, AsIs());
   }
 }
 
@@ -239,7 +278,31 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
   const int64_t L = p.length, n_chunks = (L + kSelectiveScanChunk - 1) / kSelectiveScanChunk;
   const bool softplus = p.delta_softplus;
   float* chunk_states = static_cast<float*>(p.chunk_states);
-  __syncthreads();  // s_bias
+
+  // The (channel, t) tiles of chunk 0 are loaded here; each iteration then issues the next
+  // chunk's loads before its steps. B and C tiles are prefetched too for N <= 32 (for larger N
+  // they would take too many registers and are loaded after the barrier).
+  constexpr bool kPrefetchBC = kNPad <= 32;
+  using RowsT = RowTile<T, kCb, kT, Tr::kThreads>;
+  using RowsB = RowTile<TB, kNPad, kT, Tr::kThreads>;
+  RowsT t_delta, t_u, t_z;
+  RowsB t_B, t_C;
+  const auto load = [&](int64_t t0) {
+    t_delta.Load(delta_blk, p.delta_stride_d, pl.rows, t0, L);
+    t_u.Load(u_blk, p.u_stride_d, pl.rows, t0, L);
+    if constexpr (kHasZ) t_z.Load(z_blk, p.z_stride_d, pl.rows, t0, L);
+    if constexpr (kPrefetchBC) {
+      t_B.Load(B_blk, p.B_stride_n, static_cast<int>(N), t0, L);
+      t_C.Load(C_blk, p.C_stride_n, static_cast<int>(N), t0, L);
+    }
+  };
+  load(0);
+  // Steps go in groups of kG: the y partials of a group are summed over the channel's threads
+  // by a reduce-scatter (log2 kG shuffle rounds for kG values) after which thread s holds the
+  // total of step index_base(s) of the group, then a butterfly over the remaining threads.
+  constexpr int kG = kTpc < 8 ? kTpc : 8;
+  constexpr int kGRounds = kG == 8 ? 3 : kG == 4 ? 2 : kG == 2 ? 1 : 0;
+  static_assert((1 << kGRounds) == kG);
 
   for (int64_t k = 0; k < n_chunks; ++k) {
     const int64_t t0 = k * kT;
@@ -250,49 +313,69 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
         if (n < N) chunk_states[((b * p.dim + d) * n_chunks + k) * N + n] = x[i];
       }
     }
-    StageRows<T, kCb, kT, Tr::kThreads>(
-        s_delta, kP, 1, delta_blk, p.delta_stride_d, pl.rows, t0, L,
-        [&](int row, int, float v, bool in) {
-          v += s_bias[row];
-          return in ? (softplus ? SoftplusF(v) : v) : 0.f;
-        });
-    StageRows<T, kCb, kT, Tr::kThreads>(s_u, kP, 1, u_blk, p.u_stride_d, pl.rows, t0, L,
-                                        [](int, int, float v, bool) { return v; });
+    __syncthreads();  // the previous chunk's steps and y writes are done with shared memory
+    t_delta.Store(s_delta, kP, 1, t0, L, [&](int row, int, float v, bool in) {
+      v += s_bias[row];
+      return in ? (softplus ? SoftplusF(v) : v) : 0.f;
+    });
+    t_u.Store(s_u, kP, 1, t0, L, AsIs());
     if constexpr (kHasZ) {
-      StageRows<T, kCb, kT, Tr::kThreads>(s_z, kP, 1, z_blk, p.z_stride_d, pl.rows, t0, L,
-                                          [](int, int, float v, bool) { return v * SigmoidF(v); });
+      t_z.Store(s_z, kP, 1, t0, L, [](int, int, float v, bool) { return v * SigmoidF(v); });
     }
-    StageRows<TB, kNPad, kT, Tr::kThreads>(s_B, 1, kBp, B_blk, p.B_stride_n, static_cast<int>(N),
-                                           t0, L, [](int, int, float v, bool) { return v; });
-    StageRows<TB, kNPad, kT, Tr::kThreads>(s_C, 1, kBp, C_blk, p.C_stride_n, static_cast<int>(N),
-                                           t0, L, [](int, int, float v, bool) { return v; });
+    if constexpr (kPrefetchBC) {
+      t_B.Store(s_B, 1, kBp, t0, L, AsIs());
+      t_C.Store(s_C, 1, kBp, t0, L, AsIs());
+    } else {
+      StageStateRows<TB, kNPad, kT, Tr::kThreads>(s_B, kBp, B_blk, p.B_stride_n, N, t0, L);
+      StageStateRows<TB, kNPad, kT, Tr::kThreads>(s_C, kBp, C_blk, p.C_stride_n, N, t0, L);
+    }
     StageResets<kT, Tr::kThreads>(s_reset, seq, p.seq_idx_stride_l, t0, L);
     __syncthreads();
+    if (k + 1 < n_chunks) load(t0 + kT);
 
-#pragma unroll 4
-    for (int t = 0; t < kT; ++t) {
-      const float dl = s_delta[c * kP + t], u = s_u[c * kP + t];
-      const bool reset = s_reset[t] != 0.f;
-      const float dlu = dl * u;
-      float Bv[kNpt], Cv[kNpt];
+#pragma unroll 1
+    for (int tg = 0; tg < kT; tg += kG) {
+      float yp[kG];
 #pragma unroll
-      for (int i = 0; i < kNpt; i += 4) {
-        const float4 b4 = *reinterpret_cast<const float4*>(&s_B[t * kBp + s * kNpt + i]);
-        const float4 c4 = *reinterpret_cast<const float4*>(&s_C[t * kBp + s * kNpt + i]);
-        Bv[i] = b4.x, Bv[i + 1] = b4.y, Bv[i + 2] = b4.z, Bv[i + 3] = b4.w;
-        Cv[i] = c4.x, Cv[i + 1] = c4.y, Cv[i + 2] = c4.z, Cv[i + 3] = c4.w;
+      for (int q = 0; q < kG; ++q) {
+        const int t = tg + q;
+        const float dl = s_delta[c * kP + t], u = s_u[c * kP + t];
+        const bool reset = s_reset[t] != 0.f;
+        const float dlu = dl * u;
+        float Bv[kNpt], Cv[kNpt];
+#pragma unroll
+        for (int i = 0; i < kNpt; i += 4) {
+          const float4 b4 = *reinterpret_cast<const float4*>(&s_B[t * kBp + s * kNpt + i]);
+          const float4 c4 = *reinterpret_cast<const float4*>(&s_C[t * kBp + s * kNpt + i]);
+          Bv[i] = b4.x, Bv[i + 1] = b4.y, Bv[i + 2] = b4.z, Bv[i + 3] = b4.w;
+          Cv[i] = c4.x, Cv[i + 1] = c4.y, Cv[i + 2] = c4.z, Cv[i + 3] = c4.w;
+        }
+        yp[q] = 0.f;
+#pragma unroll
+        for (int i = 0; i < kNpt; ++i) {
+          const float a = reset ? 0.f : FastExp2(dl * A2[i]);
+          x[i] = fmaf(a, x[i], dlu * Bv[i]);
+          yp[q] = fmaf(Cv[i], x[i], yp[q]);
+        }
       }
-      float yp = 0.f;
+      int index_base = 0;
 #pragma unroll
-      for (int i = 0; i < kNpt; ++i) {
-        const float a = reset ? 0.f : FastExp2(dl * A2[i]);
-        x[i] = fmaf(a, x[i], dlu * Bv[i]);
-        yp = fmaf(Cv[i], x[i], yp);
+      for (int r = 0; r < kGRounds; ++r) {
+        const int half = kG >> (r + 1), o = 1 << r;
+        const bool bit = (s >> r) & 1;
+#pragma unroll
+        for (int q = 0; q < half; ++q) {
+          const float send = bit ? yp[q] : yp[q + half];
+          const float keep = bit ? yp[q + half] : yp[q];
+          yp[q] = keep + __shfl_xor_sync(0xffffffffu, send, o);
+        }
+        if (bit) index_base += half;
       }
 #pragma unroll
-      for (int o = kTpc / 2; o > 0; o /= 2) yp += __shfl_xor_sync(0xffffffffu, yp, o);
-      if (s == 0) {
-        float out = fmaf(skip, u, yp);
+      for (int o = kG; o < kTpc; o *= 2) yp[0] += __shfl_xor_sync(0xffffffffu, yp[0], o);
+      if (s < kG) {
+        const int t = tg + index_base;
+        float out = fmaf(skip, s_u[c * kP + t], yp[0]);
         if constexpr (kHasZ) out *= s_z[c * kP + t];
         s_y[c * kP + t] = out;
       }
@@ -395,24 +478,23 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
   for (int64_t k = n_chunks - 1; k >= 0; --k) {
     const int64_t t0 = k * kT;
     const int valid = static_cast<int>(L - t0 < kT ? L - t0 : kT);
-    StageRows<T, kCb, kT, Tr::kThreads>(
-        s_delta, kP, 1, delta_blk, p.delta_stride_d, pl.rows, t0, L,
-        [&](int row, int, float v, bool in) {
-          v += s_bias[row];
-          return in ? (softplus ? SoftplusF(v) : v) : 0.f;
-        });
-    StageRows<T, kCb, kT, Tr::kThreads>(s_u, kP, 1, u_blk, p.u_stride_d, pl.rows, t0, L,
-                                        [](int, int, float v, bool) { return v; });
-    if constexpr (kHasZ) {
-      StageRows<T, kCb, kT, Tr::kThreads>(s_z, kP, 1, z_blk, p.z_stride_d, pl.rows, t0, L,
-                                          [](int, int, float v, bool) { return v; });
+    {
+      // Every load of the chunk in flight at once, then the shared-memory stores.
+      RowTile<T, kCb, kT, Tr::kThreads> t_delta, t_u, t_z, t_dy;
+      t_delta.Load(delta_blk, p.delta_stride_d, pl.rows, t0, L);
+      t_u.Load(u_blk, p.u_stride_d, pl.rows, t0, L);
+      if constexpr (kHasZ) t_z.Load(z_blk, p.z_stride_d, pl.rows, t0, L);
+      t_dy.Load(dy_blk, bp.dy_stride_d, pl.rows, t0, L);
+      t_delta.Store(s_delta, kP, 1, t0, L, [&](int row, int, float v, bool in) {
+        v += s_bias[row];
+        return in ? (softplus ? SoftplusF(v) : v) : 0.f;
+      });
+      t_u.Store(s_u, kP, 1, t0, L, AsIs());
+      if constexpr (kHasZ) t_z.Store(s_z, kP, 1, t0, L, AsIs());
+      t_dy.Store(s_dy, kP, 1, t0, L, AsIs());
+      StageStateRows<TB, kNPad, kT, Tr::kThreads>(s_B, kBp, B_blk, p.B_stride_n, N, t0, L);
+      StageStateRows<TB, kNPad, kT, Tr::kThreads>(s_C, kBp, C_blk, p.C_stride_n, N, t0, L);
     }
-    StageRows<T, kCb, kT, Tr::kThreads>(s_dy, kP, 1, dy_blk, bp.dy_stride_d, pl.rows, t0, L,
-                                        [](int, int, float v, bool) { return v; });
-    StageRows<TB, kNPad, kT, Tr::kThreads>(s_B, 1, kBp, B_blk, p.B_stride_n, static_cast<int>(N),
-                                           t0, L, [](int, int, float v, bool) { return v; });
-    StageRows<TB, kNPad, kT, Tr::kThreads>(s_C, 1, kBp, C_blk, p.C_stride_n, static_cast<int>(N),
-                                           t0, L, [](int, int, float v, bool) { return v; });
     StageResets<kT, Tr::kThreads>(s_reset, seq, p.seq_idx_stride_l, t0, L);
     __syncthreads();
 
@@ -679,10 +761,10 @@ absl::Status SelectiveScanBackwardTyped(const SelectiveScanBackwardParams& bp,
     ws.dD = ws.dA + n_bd * p.dstate;
     ws.dbias = ws.dD + n_bd;
     const auto kernel = &SelectiveScanBackwardKernel<T, TB, kNPad, kHasZ>;
-    absl::Status status = CudaStatus(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(Tr::kBackwardBytes)),
-        "cudaFuncSetAttribute", __FILE__, __LINE__);
+    absl::Status status;
+    const cudaError_t attr = cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Tr::kBackwardBytes));
+    if (attr != cudaSuccess) status = CudaStatus(attr, "cudaFuncSetAttribute", __FILE__, __LINE__);
     if (status.ok()) {
       kernel<<<ScanGrid(p, Tr::kChannels), Tr::kThreads, Tr::kBackwardBytes, stream>>>(bp, ws);
       status.Update(LastLaunchStatus("SelectiveScanBackwardKernel", __FILE__, __LINE__));
