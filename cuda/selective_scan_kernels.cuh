@@ -54,7 +54,9 @@ struct ScanTraits {
   static constexpr int kChannels = kThreads / kThreadsPerChannel;  // per block
   static constexpr int kChannelsPerWarp = 32 / kThreadsPerChannel;
   static constexpr int kChunk = kSelectiveScanChunk;
-  static constexpr int kPitch = kChunk + 1;     // (channel, t) tiles: odd pitch, no conflicts
+  // (channel, t) tiles: rows 16-byte aligned (float4 reads of 4 steps) and 4 banks apart, so
+  // the <= 8 channels of a warp read distinct banks.
+  static constexpr int kPitch = kChunk + 4;
   static constexpr int kBcPitch = kNPad + 4;    // (t, n) tiles: 16-byte rows
   static constexpr int kSub = 32 / kStatesPerThread;  // backward register sub-chunk
   static constexpr int kNumSub = kChunk / kSub;
@@ -65,16 +67,17 @@ struct ScanTraits {
                                         : kChannelsPerWarp == 2 ? 1
                                                                 : 0;
   static constexpr int kScatterValues = 2 * kStatesPerThread / kChannelsPerWarp;
-  // Steps of dB / dC partials kept in shared memory before they go to the workspace: the whole
-  // chunk for small N, one sub-chunk for N >= 128 (shared memory).
-  static constexpr int kPartSteps = kNPad <= 64 ? kChunk : kSub;
+  // Steps of dB / dC partials kept in shared memory (one slot per warp, summed in a fixed
+  // order: deterministic) before they go to the workspace: a sub-chunk, 2 steps for N = 256.
+  static constexpr int kWarps = kThreads / 32;
+  static constexpr int kPartSteps = kNPad >= 256 ? 2 : kSub;
   static constexpr int kPartPitch = kPartSteps + 1;
 
   static_assert(kNPad >= 16 && kNPad <= kSelectiveScanMaxState && (kNPad & (kNPad - 1)) == 0);
   static_assert(kThreadsPerChannel <= 32 && 32 % kThreadsPerChannel == 0);
   static_assert(kScatterValues >= 1, "the butterfly needs a value per round");
   static_assert((1 << kScatterRounds) == kChannelsPerWarp && kChannelsPerWarp <= 8);
-  static_assert(kChunk % kSub == 0 && kStatesPerThread % 4 == 0);
+  static_assert(kChunk % kSub == 0 && kStatesPerThread % 4 == 0 && kSub % kPartSteps == 0);
 
   // Shared memory of the forward: delta', u, z, y tiles, B and C tiles, reset flags, biases.
   static constexpr size_t kForwardFloats = 4 * kChannels * kPitch + 2 * kChunk * kBcPitch;
@@ -82,7 +85,7 @@ struct ScanTraits {
       kForwardFloats * sizeof(float) + (kChunk + kChannels) * sizeof(float);
   // Backward: delta', u, z, dy tiles, B, C, the sub-chunk states and the dB / dC block partials.
   static constexpr size_t kBackwardFloats = 4 * kChannels * kPitch + 2 * kChunk * kBcPitch +
-                                            kNumSub * kChannels * kNPad + 2 * kNPad * kPartPitch;
+                                            kNumSub * kChannels * kNPad + kWarps * 2 * kNPad * kPartPitch;
   static constexpr size_t kBackwardBytes =
       kBackwardFloats * sizeof(float) + (kChunk + kChannels) * sizeof(float);
 };
@@ -302,7 +305,7 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
   // total of step index_base(s) of the group, then a butterfly over the remaining threads.
   constexpr int kG = kTpc < 8 ? kTpc : 8;
   constexpr int kGRounds = kG == 8 ? 3 : kG == 4 ? 2 : kG == 2 ? 1 : 0;
-  static_assert((1 << kGRounds) == kG);
+  static_assert((1 << kGRounds) == kG && kG % 4 == 0);
 
   for (int64_t k = 0; k < n_chunks; ++k) {
     const int64_t t0 = k * kT;
@@ -335,13 +338,22 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
 
 #pragma unroll 1
     for (int tg = 0; tg < kT; tg += kG) {
-      float yp[kG];
+      float yp[kG], dlv[kG], uv[kG], rv[kG];
+#pragma unroll
+      for (int q = 0; q < kG; q += 4) {
+        const float4 d4 = *reinterpret_cast<const float4*>(&s_delta[c * kP + tg + q]);
+        const float4 u4 = *reinterpret_cast<const float4*>(&s_u[c * kP + tg + q]);
+        const float4 r4 = *reinterpret_cast<const float4*>(&s_reset[tg + q]);
+        dlv[q] = d4.x, dlv[q + 1] = d4.y, dlv[q + 2] = d4.z, dlv[q + 3] = d4.w;
+        uv[q] = u4.x, uv[q + 1] = u4.y, uv[q + 2] = u4.z, uv[q + 3] = u4.w;
+        rv[q] = r4.x, rv[q + 1] = r4.y, rv[q + 2] = r4.z, rv[q + 3] = r4.w;
+      }
 #pragma unroll
       for (int q = 0; q < kG; ++q) {
         const int t = tg + q;
-        const float dl = s_delta[c * kP + t], u = s_u[c * kP + t];
-        const bool reset = s_reset[t] != 0.f;
-        const float dlu = dl * u;
+        const float dl = dlv[q];
+        const bool reset = rv[q] != 0.f;
+        const float dlu = dl * uv[q];
         float Bv[kNpt], Cv[kNpt];
 #pragma unroll
         for (int i = 0; i < kNpt; i += 4) {
@@ -427,8 +439,8 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
   float* s_B = s_dy + kCb * kP;                      // (kT, kBp)
   float* s_C = s_B + kT * kBp;                       // (kT, kBp)
   float* s_xb = s_C + kT * kBp;                      // (kNumSub, kCb, kNPad)
-  float* s_part = s_xb + kNumSub * kCb * kNPad;      // (2, kNPad, kPartPitch): block's dB, dC
-  float* s_reset = s_part + 2 * kNPad * Tr::kPartPitch;  // (kT,)
+  float* s_part = s_xb + kNumSub * kCb * kNPad;  // (kWarps, 2, kNPad, kPartPitch): dB, dC
+  float* s_reset = s_part + Tr::kWarps * 2 * kNPad * Tr::kPartPitch;  // (kT,)
   float* s_bias = s_reset + kT;                      // (kCb,)
 
   const BlockPlace pl = PlaceBlock<kCb>(p.dim, p.groups);
@@ -460,7 +472,6 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
                                                                         p.delta_bias_stride]
                               : 0.f;
   }
-  for (int i = threadIdx.x; i < 2 * kNPad * Tr::kPartPitch; i += Tr::kThreads) s_part[i] = 0.f;
   const T* u_blk = static_cast<const T*>(p.u) + b * p.u_stride_b + pl.d0 * p.u_stride_d;
   const T* delta_blk =
       static_cast<const T*>(p.delta) + b * p.delta_stride_b + pl.d0 * p.delta_stride_d;
@@ -473,7 +484,7 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
   const bool softplus = p.delta_softplus;
   const float* chunk_states = static_cast<const float*>(bp.chunk_states);
   float* part = ws.bc + ((pl.block_in_group * p.batch + b) * p.groups + pl.g) * 2 * N * L;
-  __syncthreads();  // s_bias, s_part
+  __syncthreads();  // s_bias
 
   for (int64_t k = n_chunks - 1; k >= 0; --k) {
     const int64_t t0 = k * kT;
@@ -543,11 +554,22 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
       float xs[kNpt], xh[kSub][kNpt], ah[kSub][kNpt];
 #pragma unroll
       for (int i = 0; i < kNpt; ++i) xs[i] = s_xb[(j * kCb + c) * kNPad + s * kNpt + i];
+      float dlv[kSub], uv[kSub], rv[kSub];
+#pragma unroll
+      for (int q = 0; q < kSub; q += 4) {
+        const int t = j * kSub + q;
+        const float4 d4 = *reinterpret_cast<const float4*>(&s_delta[c * kP + t]);
+        const float4 u4 = *reinterpret_cast<const float4*>(&s_u[c * kP + t]);
+        const float4 r4 = *reinterpret_cast<const float4*>(&s_reset[t]);
+        dlv[q] = d4.x, dlv[q + 1] = d4.y, dlv[q + 2] = d4.z, dlv[q + 3] = d4.w;
+        uv[q] = u4.x, uv[q + 1] = u4.y, uv[q + 2] = u4.z, uv[q + 3] = u4.w;
+        rv[q] = r4.x, rv[q + 1] = r4.y, rv[q + 2] = r4.z, rv[q + 3] = r4.w;
+      }
 #pragma unroll
       for (int kk = 0; kk < kSub; ++kk) {
         const int t = j * kSub + kk;
-        const float dl = s_delta[c * kP + t], dlu = dl * s_u[c * kP + t];
-        const bool reset = s_reset[t] != 0.f;
+        const float dl = dlv[kk], dlu = dl * uv[kk];
+        const bool reset = rv[kk] != 0.f;
 #pragma unroll
         for (int i = 0; i < kNpt; ++i) {
           ah[kk][i] = reset ? 0.f : FastExp2(dl * A2[i]);
@@ -602,12 +624,13 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
           }
           if (bit) index_base += half;
         }
-        const int tp = t % Tr::kPartSteps;
+        // Every (which, n) of this warp's slot is written once per step.
+        const int tp = t % Tr::kPartSteps, warp = threadIdx.x / 32;
 #pragma unroll
         for (int q = 0; q < Tr::kScatterValues; ++q) {
           const int orig = index_base + q;  // < kV
           const int which = orig / kNpt, n = s * kNpt + orig % kNpt;
-          atomicAdd(&s_part[(which * kNPad + n) * Tr::kPartPitch + tp], v[q]);
+          s_part[((warp * 2 + which) * kNPad + n) * Tr::kPartPitch + tp] = v[q];
         }
         if (s == 0 && active && t < valid) {
           const float du = fmaf(dout, skip, dl * du_p);
@@ -617,20 +640,24 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
           dD_acc = fmaf(dout, u, dD_acc);
           dbias_acc += dd;
         }
-      }
-      if ((j * kSub) % Tr::kPartSteps == 0) {
-        // This block's dB / dC partial of steps [j kSub, + kPartSteps): to ws.bc, then cleared.
-        __syncthreads();
-        const int tb = j * kSub;
-        for (int i = threadIdx.x; i < 2 * kNPad * Tr::kPartSteps; i += Tr::kThreads) {
-          const int row = i / Tr::kPartSteps, tp = i % Tr::kPartSteps;
-          const int which = row / kNPad, n = row % kNPad;
-          if (n < N && tb + tp < valid) {
-            part[(which * N + n) * L + t0 + tb + tp] = s_part[row * Tr::kPartPitch + tp];
+        if (kk % Tr::kPartSteps == 0) {
+          // Steps [t, t + kPartSteps) are done: the block's dB / dC partial of them, the warps'
+          // slots summed in order, to ws.bc.
+          __syncthreads();
+          for (int i = threadIdx.x; i < 2 * kNPad * Tr::kPartSteps; i += Tr::kThreads) {
+            const int row = i / Tr::kPartSteps, tp = i % Tr::kPartSteps;
+            const int which = row / kNPad, n = row % kNPad;
+            if (n < N && t + tp < valid) {
+              float acc = 0.f;
+#pragma unroll
+              for (int w = 0; w < Tr::kWarps; ++w) {
+                acc += s_part[(w * 2 * kNPad + row) * Tr::kPartPitch + tp];
+              }
+              part[(which * N + n) * L + t0 + t + tp] = acc;
+            }
           }
-          s_part[row * Tr::kPartPitch + tp] = 0.f;
+          __syncthreads();
         }
-        __syncthreads();
       }
     }
     WriteRows<T, kCb, kT, Tr::kThreads>(
