@@ -22,7 +22,8 @@
 // states and decay factors into registers and runs the reverse recurrence of the state adjoint
 // h (carried in registers across chunks). du, ddelta, dz are staged and written per chunk. dB,
 // dC (sums over the channels of a group) are reduced over the channels of a warp by a
-// reduce-scatter butterfly of shuffles, over the block's warps by shared-memory atomics, and
+// reduce-scatter butterfly of shuffles, over the block's warps through one shared-memory slot per
+// warp summed in order every kPartSteps steps, and
 // over the group's blocks by a second kernel from per-block partials (fixed order: the result is
 // deterministic). dA, dD, ddelta_bias are summed over t in registers, written per (b, d), and
 // summed over b by the second kernel. Precision: everything in f32; 16-bit inputs are widened
