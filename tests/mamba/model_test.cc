@@ -570,7 +570,16 @@ TEST(MambaModelCudaTest, ForwardLossStepMatchCpu) {
   nn::AutocastGuard autocast(DType::kBF16);
   ASSERT_OK_AND_ASSIGN(Variable bf16, gpu->Forward(ids_gpu));
   ASSERT_OK_AND_ASSIGN(Tensor bf16_host, bf16.data().To(Device::Cpu()));
-  EXPECT_TRUE(AllClose(bf16_host, lc.data(), Tolerance{6e-2, 6e-2}));
+  // bf16 rounds every activation: compare norm-wise (elementwise, a logit near zero can differ
+  // by more than its own size after a few layers of bf16 rounding).
+  ASSERT_OK_AND_ASSIGN(std::vector<double> got, bf16_host.ToDoubles());
+  ASSERT_OK_AND_ASSIGN(std::vector<double> want, lc.data().ToDoubles());
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    diff += (got[i] - want[i]) * (got[i] - want[i]);
+    norm += want[i] * want[i];
+  }
+  EXPECT_LT(std::sqrt(diff / norm), 2e-2) << "bf16 logits vs f32, norm-wise";
 }
 
 }  // namespace
