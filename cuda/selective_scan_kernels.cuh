@@ -231,7 +231,8 @@ __device__ __forceinline__ void StageResets(float* s_reset, const int32_t* seq, 
   }
 }
 
-template <typename T, typename TB, int kNPad, bool kHasZ>
+// kHasSeq: seq_idx is given; without it the step loop has no per-state reset select.
+template <typename T, typename TB, int kNPad, bool kHasZ, bool kHasSeq>
 __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
     SelectiveScanForwardKernel(const SelectiveScanParams p) {
   using Tr = ScanTraits<kNPad>;
@@ -333,7 +334,7 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
       StageStateRows<TB, kNPad, kT, Tr::kThreads>(s_B, kBp, B_blk, p.B_stride_n, N, t0, L);
       StageStateRows<TB, kNPad, kT, Tr::kThreads>(s_C, kBp, C_blk, p.C_stride_n, N, t0, L);
     }
-    StageResets<kT, Tr::kThreads>(s_reset, seq, p.seq_idx_stride_l, t0, L);
+    if constexpr (kHasSeq) StageResets<kT, Tr::kThreads>(s_reset, seq, p.seq_idx_stride_l, t0, L);
     __syncthreads();
     if (k + 1 < n_chunks) load(t0 + kT);
 
@@ -344,16 +345,18 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
       for (int q = 0; q < kG; q += 4) {
         const float4 d4 = *reinterpret_cast<const float4*>(&s_delta[c * kP + tg + q]);
         const float4 u4 = *reinterpret_cast<const float4*>(&s_u[c * kP + tg + q]);
-        const float4 r4 = *reinterpret_cast<const float4*>(&s_reset[tg + q]);
         dlv[q] = d4.x, dlv[q + 1] = d4.y, dlv[q + 2] = d4.z, dlv[q + 3] = d4.w;
         uv[q] = u4.x, uv[q + 1] = u4.y, uv[q + 2] = u4.z, uv[q + 3] = u4.w;
-        rv[q] = r4.x, rv[q + 1] = r4.y, rv[q + 2] = r4.z, rv[q + 3] = r4.w;
+        if constexpr (kHasSeq) {
+          const float4 r4 = *reinterpret_cast<const float4*>(&s_reset[tg + q]);
+          rv[q] = r4.x, rv[q + 1] = r4.y, rv[q + 2] = r4.z, rv[q + 3] = r4.w;
+        }
       }
 #pragma unroll
       for (int q = 0; q < kG; ++q) {
         const int t = tg + q;
         const float dl = dlv[q];
-        const bool reset = rv[q] != 0.f;
+        const bool reset = kHasSeq && rv[q] != 0.f;
         const float dlu = dl * uv[q];
         float Bv[kNpt], Cv[kNpt];
 #pragma unroll
@@ -366,7 +369,8 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
         yp[q] = 0.f;
 #pragma unroll
         for (int i = 0; i < kNpt; ++i) {
-          const float a = reset ? 0.f : FastExp2(dl * A2[i]);
+          float a = FastExp2(dl * A2[i]);
+          if constexpr (kHasSeq) a = reset ? 0.f : a;
           x[i] = fmaf(a, x[i], dlu * Bv[i]);
           yp[q] = fmaf(Cv[i], x[i], yp[q]);
         }
@@ -760,7 +764,8 @@ template <typename T, typename TB>
 absl::Status SelectiveScanForwardTyped(const SelectiveScanParams& p, cudaStream_t stream) {
   return DispatchScanShape(p.dstate, p.z != nullptr, [&]<int kNPad, bool kHasZ>() -> absl::Status {
     using Tr = ScanTraits<kNPad>;
-    const auto kernel = &SelectiveScanForwardKernel<T, TB, kNPad, kHasZ>;
+    const auto kernel = p.seq_idx != nullptr ? &SelectiveScanForwardKernel<T, TB, kNPad, kHasZ, true>
+                                             : &SelectiveScanForwardKernel<T, TB, kNPad, kHasZ, false>;
     LYRA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Tr::kForwardBytes)));
     kernel<<<ScanGrid(p, Tr::kChannels), Tr::kThreads, Tr::kForwardBytes, stream>>>(p);
