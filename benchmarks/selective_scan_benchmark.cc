@@ -22,12 +22,16 @@
 // Reference (mamba_ssm on an H100, ../shared/reference): forward 0.48 ms, fwd+bwd 2.51 ms at
 // L = 2048, bf16.
 //
-// Measured on an H200 (2026-12, this binary, median of the timed launches), ms:
+// Measured on an H200 (2026-12, this binary, median of the timed launches), ms. The L = 2048
+// columns are from the kernels without the reset select when seq_idx is absent (forward and
+// backward); L = 512 / 8192 are still from the version before that (commit a05ae01):
 //                        bf16 L=512  2048   8192 |  f32 L=512  2048   8192
-//   forward naive (v1)          -    5.60     -  |        -      -      -
-//   forward                  0.117  0.438  1.71  |    0.106  0.393  1.54
-//   backward                 0.420  1.61   6.38  |    0.415  1.58   6.25
-//   forward + backward       0.528  2.04   8.07  |    0.516  1.97   7.79
+//   forward naive (v1)          -    6.35     -  |        -      -      -
+//   forward                  0.117  0.401  1.71  |    0.106  0.325  1.54
+//   backward                 0.420  1.57   6.38  |    0.415  1.52   6.25
+//   forward + backward       0.528  1.96   8.07  |    0.516  1.84   7.79
+// The select-free step loop at L = 2048: bf16 forward 0.438 -> 0.401, backward 1.61 -> 1.57;
+// f32 forward 0.393 -> 0.325, backward 1.58 -> 1.52 ms.
 // Earlier versions at bf16 L = 2048: tiles staged tile-by-tile with one shuffle reduction per
 // step: forward 0.520 ms; register-staged, prefetched tiles and grouped y reductions: 0.458 ms
 // (fwd+bwd 2.15); float4 reads of 4 steps and conflict-free (68-float) tile pitch: 0.438 ms

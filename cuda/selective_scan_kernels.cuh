@@ -427,7 +427,8 @@ struct ScanBackwardWorkspace {
   float* dbias = nullptr;
 };
 
-template <typename T, typename TB, int kNPad, bool kHasZ>
+// kHasSeq: seq_idx is given; without it neither pass has a per-state reset select.
+template <typename T, typename TB, int kNPad, bool kHasZ, bool kHasSeq>
 __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
     SelectiveScanBackwardKernel(const SelectiveScanBackwardParams bp,
                                 const ScanBackwardWorkspace ws) {
@@ -511,7 +512,7 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
       StageStateRows<TB, kNPad, kT, Tr::kThreads>(s_B, kBp, B_blk, p.B_stride_n, N, t0, L);
       StageStateRows<TB, kNPad, kT, Tr::kThreads>(s_C, kBp, C_blk, p.C_stride_n, N, t0, L);
     }
-    StageResets<kT, Tr::kThreads>(s_reset, seq, p.seq_idx_stride_l, t0, L);
+    if constexpr (kHasSeq) StageResets<kT, Tr::kThreads>(s_reset, seq, p.seq_idx_stride_l, t0, L);
     __syncthreads();
 
     // Pass 1: the chunk's states from its saved entry state; the state entering every
@@ -530,12 +531,13 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
       for (int kk = 0; kk < kSub; ++kk) {
         const int t = j * kSub + kk;
         const float dl = s_delta[c * kP + t], u = s_u[c * kP + t];
-        const bool reset = s_reset[t] != 0.f;
+        const bool reset = kHasSeq && s_reset[t] != 0.f;
         const float dlu = dl * u;
         float yp = 0.f;
 #pragma unroll
         for (int i = 0; i < kNpt; ++i) {
-          const float a = reset ? 0.f : FastExp2(dl * A2[i]);
+          float a = FastExp2(dl * A2[i]);
+          if constexpr (kHasSeq) a = reset ? 0.f : a;
           x[i] = fmaf(a, x[i], dlu * s_B[t * kBp + s * kNpt + i]);
           if constexpr (kHasZ) yp = fmaf(s_C[t * kBp + s * kNpt + i], x[i], yp);
         }
@@ -565,19 +567,22 @@ __global__ void __launch_bounds__(ScanTraits<kNPad>::kThreads)
         const int t = j * kSub + q;
         const float4 d4 = *reinterpret_cast<const float4*>(&s_delta[c * kP + t]);
         const float4 u4 = *reinterpret_cast<const float4*>(&s_u[c * kP + t]);
-        const float4 r4 = *reinterpret_cast<const float4*>(&s_reset[t]);
         dlv[q] = d4.x, dlv[q + 1] = d4.y, dlv[q + 2] = d4.z, dlv[q + 3] = d4.w;
         uv[q] = u4.x, uv[q + 1] = u4.y, uv[q + 2] = u4.z, uv[q + 3] = u4.w;
-        rv[q] = r4.x, rv[q + 1] = r4.y, rv[q + 2] = r4.z, rv[q + 3] = r4.w;
+        if constexpr (kHasSeq) {
+          const float4 r4 = *reinterpret_cast<const float4*>(&s_reset[t]);
+          rv[q] = r4.x, rv[q + 1] = r4.y, rv[q + 2] = r4.z, rv[q + 3] = r4.w;
+        }
       }
 #pragma unroll
       for (int kk = 0; kk < kSub; ++kk) {
         const int t = j * kSub + kk;
         const float dl = dlv[kk], dlu = dl * uv[kk];
-        const bool reset = rv[kk] != 0.f;
+        const bool reset = kHasSeq && rv[kk] != 0.f;
 #pragma unroll
         for (int i = 0; i < kNpt; ++i) {
-          ah[kk][i] = reset ? 0.f : FastExp2(dl * A2[i]);
+          ah[kk][i] = FastExp2(dl * A2[i]);
+          if constexpr (kHasSeq) ah[kk][i] = reset ? 0.f : ah[kk][i];
           xh[kk][i] = fmaf(ah[kk][i], kk == 0 ? xs[i] : xh[kk - 1][i],
                            dlu * s_B[t * kBp + s * kNpt + i]);
         }
@@ -793,7 +798,9 @@ absl::Status SelectiveScanBackwardTyped(const SelectiveScanBackwardParams& bp,
     ws.dA = ws.bc + blocks_per_group * n_bc;
     ws.dD = ws.dA + n_bd * p.dstate;
     ws.dbias = ws.dD + n_bd;
-    const auto kernel = &SelectiveScanBackwardKernel<T, TB, kNPad, kHasZ>;
+    const auto kernel = p.seq_idx != nullptr
+                            ? &SelectiveScanBackwardKernel<T, TB, kNPad, kHasZ, true>
+                            : &SelectiveScanBackwardKernel<T, TB, kNPad, kHasZ, false>;
     absl::Status status;
     const cudaError_t attr = cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Tr::kBackwardBytes));
