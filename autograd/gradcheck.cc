@@ -27,15 +27,21 @@ bool Differentiable(const GradCheckOptions& options, int i, const Tensor& t) {
                                             i) == options.non_differentiable.end();
 }
 
-absl::StatusOr<double> WeightedSum(const GradCheckFn& fn, const std::vector<Variable>& inputs,
-                                   Tensor* weights) {
+// s = sum(fn(inputs) * w), the checked scalar; `weights` is made on the first call.
+absl::StatusOr<Variable> WeightedSum(const GradCheckFn& fn, const std::vector<Variable>& inputs,
+                                     Tensor* weights) {
   LYRA_ASSIGN_OR_RETURN(Variable y, fn(inputs));
   if (!y.defined()) return absl::InvalidArgumentError("GradCheck: fn returned undefined");
   if (!weights->defined()) {
     LYRA_ASSIGN_OR_RETURN(*weights, CheckWeights(y.data()));
   }
   LYRA_ASSIGN_OR_RETURN(Variable weighted, Mul(y, Variable(*weights)));
-  LYRA_ASSIGN_OR_RETURN(Variable s, Sum(weighted));
+  return Sum(weighted);
+}
+
+absl::StatusOr<double> WeightedSumValue(const GradCheckFn& fn,
+                                        const std::vector<Variable>& inputs, Tensor* weights) {
+  LYRA_ASSIGN_OR_RETURN(Variable s, WeightedSum(fn, inputs, weights));
   return s.data().Item();
 }
 
@@ -59,13 +65,10 @@ absl::Status Check(const GradCheckFn& fn, const std::vector<Tensor>& inputs,
   // Analytic gradients.
   Tensor weights;
   {
-    LYRA_ASSIGN_OR_RETURN(Variable y, fn(leaves));
-    if (!y.requires_grad()) {
+    LYRA_ASSIGN_OR_RETURN(Variable s, WeightedSum(fn, leaves, &weights));
+    if (!s.requires_grad()) {
       return absl::InvalidArgumentError("GradCheck: fn's result does not require grad");
     }
-    LYRA_ASSIGN_OR_RETURN(weights, CheckWeights(y.data()));
-    LYRA_ASSIGN_OR_RETURN(Variable weighted, Mul(y, Variable(weights)));
-    LYRA_ASSIGN_OR_RETURN(Variable s, Sum(weighted));
     LYRA_RETURN_IF_ERROR(s.Backward());
   }
   // Numeric gradients, one element at a time.
@@ -86,9 +89,9 @@ absl::Status Check(const GradCheckFn& fn, const std::vector<Tensor>& inputs,
     for (int64_t j = 0; j < x.numel(); ++j) {
       const double saved = values[j];
       values[j] = saved + options.eps;
-      LYRA_ASSIGN_OR_RETURN(double plus, WeightedSum(fn, probe, &weights));
+      LYRA_ASSIGN_OR_RETURN(double plus, WeightedSumValue(fn, probe, &weights));
       values[j] = saved - options.eps;
-      LYRA_ASSIGN_OR_RETURN(double minus, WeightedSum(fn, probe, &weights));
+      LYRA_ASSIGN_OR_RETURN(double minus, WeightedSumValue(fn, probe, &weights));
       values[j] = saved;
       const double numeric = (plus - minus) / (2 * options.eps);
       const double err = std::fabs(analytic[j] - numeric);
