@@ -188,8 +188,14 @@ absl::Status SsdStateUpdateReference(const SsdStateUpdateParams& p);
 // CUDA launchers on `stream` (the device must be current); every size must be positive. Workspace
 // comes from the device's caching allocator.
 absl::Status SsdCuda(const SsdParams& p, cudaStream_t stream);
+// The forward stepping the recurrence one time step at a time (a warp per (b, h, p) row): slow,
+// the baseline of SsdCuda's chunked kernels in the benchmark and a second oracle in GPU tests.
+absl::Status SsdSequentialCuda(const SsdParams& p, cudaStream_t stream);
 absl::Status SsdBackwardCuda(const SsdBackwardParams& p, cudaStream_t stream);
 absl::Status SsdStateUpdateCuda(const SsdStateUpdateParams& p, cudaStream_t stream);
+// The backward walking the recurrence one step at a time (one block per (b, h)): slow, the
+// oracle of SsdBackwardCuda's chunked kernels in GPU tests and the benchmark's baseline.
+absl::Status SsdBackwardSequentialCuda(const SsdBackwardParams& p, cudaStream_t stream);
 
 }  // namespace lyra::cuda
 
