@@ -22,14 +22,15 @@
 // Reference (mamba_ssm on an H100, ../shared/reference): forward 0.48 ms, fwd+bwd 2.51 ms at
 // L = 2048, bf16.
 //
-// Measured on an H200 (2026-12, this binary, median of the timed launches), ms. The L = 2048
-// columns are from the kernels without the reset select when seq_idx is absent (forward and
-// backward); L = 512 / 8192 are still from the version before that (commit a05ae01):
+// Measured on an H200 (2026-12-01, this binary, median of the timed launches), ms, with the
+// polynomial softplus and approximate-reciprocal sigmoid used while staging:
 //                        bf16 L=512  2048   8192 |  f32 L=512  2048   8192
-//   forward naive (v1)          -    6.35     -  |        -      -      -
-//   forward                  0.117  0.401  1.71  |    0.106  0.325  1.54
-//   backward                 0.420  1.57   6.38  |    0.415  1.52   6.25
-//   forward + backward       0.528  1.96   8.07  |    0.516  1.84   7.79
+//   forward naive (v1)          -    6.09     -  |        -      -      -
+//   forward                  0.100  0.363  1.42  |    0.082  0.298  1.16
+//   backward                 0.375  1.45   5.75  |    0.365  1.41   5.56
+//   forward + backward       0.467  1.80   7.16  |    0.442  1.70   6.72
+// Before it (log1pf softplus, IEEE-divide sigmoid) at L = 2048: bf16 forward 0.401, backward
+// 1.57, fwd+bwd 1.96; f32 0.325 / 1.52 / 1.84 ms.
 // The select-free step loop at L = 2048: bf16 forward 0.438 -> 0.401, backward 1.61 -> 1.57;
 // f32 forward 0.393 -> 0.325, backward 1.58 -> 1.52 ms.
 // Earlier versions at bf16 L = 2048: tiles staged tile-by-tile with one shuffle reduction per

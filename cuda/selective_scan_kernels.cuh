@@ -99,11 +99,24 @@ __device__ __forceinline__ float FastExp2(float v) {
   return r;
 }
 
+// softplus(v) = log(1 + e^v) = max(v, 0) + log1p(w), w = e^-|v| in (0, 1]. log1p goes through
+// log1p(w) = 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...), s = w / (2 + w) in (0, 1/3]: six terms
+// leave a relative error below s^12 / 13 <= 1.4e-7 (f32 rounding level) for every v, small
+// softplus values included, in ~15 instructions where log1pf costs about twice that (this runs
+// once per (channel, step) while staging and was ~15% of the forward's instructions).
 __device__ __forceinline__ float SoftplusF(float v) {
-  return v > 20.f ? v : log1pf(__expf(v));
+  const float w = __expf(-fabsf(v));
+  const float s = __fdividef(w, 2.f + w), s2 = s * s;
+  float series = fmaf(s2, 1.f / 11.f, 1.f / 9.f);
+  series = fmaf(s2, series, 1.f / 7.f);
+  series = fmaf(s2, series, 1.f / 5.f);
+  series = fmaf(s2, series, 1.f / 3.f);
+  series = fmaf(s2, series, 1.f);
+  return fmaf(2.f * s, series, fmaxf(v, 0.f));
 }
 
-__device__ __forceinline__ float SigmoidF(float v) { return 1.f / (1.f + __expf(-v)); }
+// 1 / (1 + e^-v) with the approximate reciprocal (2 ulp; 0 for v -> -inf, where e^-v = inf).
+__device__ __forceinline__ float SigmoidF(float v) { return __fdividef(1.f, 1.f + __expf(-v)); }
 
 // Where a block works: batch row b, group g, channels [d0, d0 + rows) of that group.
 struct BlockPlace {
