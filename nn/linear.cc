@@ -8,6 +8,8 @@
 #include "nn/autocast.h"
 #include "nn/functional_linear.h"
 #include "nn/init.h"
+#include "tensor/elementwise.h"
+#include "tensor/matmul.h"
 
 namespace lyra::nn {
 
@@ -50,7 +52,71 @@ absl::StatusOr<Variable> Linear::Forward(const Variable& x) const {
   if (bias_.defined()) {
     LYRA_ASSIGN_OR_RETURN(b, ComputeWeight(bias_));
   }
-  return functional::Linear(xc, w, b);
+  LYRA_ASSIGN_OR_RETURN(Variable y, functional::Linear(xc, w, b));
+  const LoraFactors* lora = active_lora();
+  if (lora == nullptr) return y;
+  return AddLoraLinear(y, xc, *lora);
+}
+
+namespace {
+
+std::string LoraAName(const std::string& adapter) { return "lora_A." + adapter + ".weight"; }
+std::string LoraBName(const std::string& adapter) { return "lora_B." + adapter + ".weight"; }
+
+// B A [out, in] of a Linear's adapter, in the factors' dtype (no autograd).
+absl::StatusOr<Tensor> LinearDelta(const LoraFactors& f) {
+  return Matmul(f.B.data(), f.A.data());
+}
+
+}  // namespace
+
+absl::Status Linear::AddLoraAdapter(const std::string& name, const LoraAdapterSpec& spec,
+                                    Generator& gen) {
+  if (spec.r < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("Linear LoRA: r = ", spec.r, " must be >= 1"));
+  }
+  const Tensor& w = weight_.data();
+  LYRA_ASSIGN_OR_RETURN(Tensor a, Tensor::Empty({spec.r, in_features_}, w.dtype(), w.device()));
+  LYRA_RETURN_IF_ERROR(init::KaimingUniform(a, gen, std::sqrt(5.0)));
+  LYRA_ASSIGN_OR_RETURN(Tensor b, Tensor::Zeros({out_features_, spec.r}, w.dtype(), w.device()));
+  const uint64_t dropout_seed = gen.seed() ^ (0x9E3779B97F4A7C15ull * (gen.Advance(1) + 1));
+  return lora_.Add(*this, name, LoraAName(name), LoraBName(name), std::move(a), std::move(b),
+                   spec, dropout_seed);
+}
+
+absl::Status Linear::DeleteAdapter(const std::string& name) {
+  return lora_.Delete(*this, name, LoraAName(name), LoraBName(name));
+}
+
+absl::Status Linear::SetActiveAdapter(const std::string& name) { return lora_.SetActive(name); }
+
+absl::Status Linear::DisableAdapters(bool disabled) {
+  if (disabled && !lora_.merged_name().empty()) LYRA_RETURN_IF_ERROR(Unmerge());
+  lora_.set_disabled(disabled);
+  return absl::OkStatus();
+}
+
+absl::Status Linear::Merge() {
+  LoraAdapters::Adapter* a = lora_.Active();
+  if (a == nullptr || !lora_.merged_name().empty()) {
+    return absl::FailedPreconditionError(
+        "Linear LoRA Merge: needs an active adapter that is not merged yet");
+  }
+  LYRA_ASSIGN_OR_RETURN(Tensor delta, LinearDelta(a->factors));
+  LYRA_ASSIGN_OR_RETURN(Tensor merged, Add(weight_.data(), delta, a->factors.scale));
+  LYRA_RETURN_IF_ERROR(weight_.set_data(merged));
+  lora_.set_merged(a->name);
+  return absl::OkStatus();
+}
+
+absl::Status Linear::Unmerge() {
+  LoraAdapters::Adapter* a = lora_.Find(lora_.merged_name());
+  if (a == nullptr) return absl::FailedPreconditionError("Linear LoRA Unmerge: nothing is merged");
+  LYRA_ASSIGN_OR_RETURN(Tensor delta, LinearDelta(a->factors));
+  LYRA_ASSIGN_OR_RETURN(Tensor restored, Sub(weight_.data(), delta, a->factors.scale));
+  LYRA_RETURN_IF_ERROR(weight_.set_data(restored));
+  lora_.set_merged("");
+  return absl::OkStatus();
 }
 
 }  // namespace lyra::nn

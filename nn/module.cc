@@ -30,8 +30,107 @@ std::vector<std::pair<std::string, Variable>> Module::NamedParameters() const {
   std::vector<std::pair<std::string, Variable>> out;
   for (const auto& [prefix, m] : NamedModules()) {
     for (const auto& [name, v] : m->parameters_) out.emplace_back(Join(prefix, name), v);
+    for (const auto& [name, v] : m->adapter_parameters_) out.emplace_back(Join(prefix, name), v);
   }
   return out;
+}
+
+std::vector<std::pair<std::string, Variable>> Module::NamedAdapterParameters() const {
+  std::vector<std::pair<std::string, Variable>> out;
+  for (const auto& [prefix, m] : NamedModules()) {
+    for (const auto& [name, v] : m->adapter_parameters_) out.emplace_back(Join(prefix, name), v);
+  }
+  return out;
+}
+
+absl::StatusOr<Variable> Module::AddAdapterParameter(const std::string& name, Tensor value,
+                                                     bool requires_grad) {
+  bool well_formed = !name.empty();
+  for (absl::string_view part : absl::StrSplit(name, '.')) well_formed &= !part.empty();
+  if (!well_formed) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(type_name_, ": bad adapter parameter name '", name, "'"));
+  }
+  for (const auto& [n, v] : adapter_parameters_) {
+    if (n == name) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(type_name_, " already has an adapter parameter '", name, "'"));
+    }
+  }
+  for (const auto& [n, v] : parameters_) {
+    if (n == name) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(type_name_, ": adapter parameter '", name, "' is a base parameter name"));
+    }
+  }
+  if (!value.defined()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(type_name_, ": adapter parameter '", name, "' is undefined"));
+  }
+  const bool trainable = requires_grad && IsFloating(value.dtype());
+  Variable v(std::move(value), trainable);
+  adapter_parameters_.emplace_back(name, v);
+  return v;
+}
+
+absl::Status Module::RemoveAdapterParameter(const std::string& name) {
+  for (auto it = adapter_parameters_.begin(); it != adapter_parameters_.end(); ++it) {
+    if (it->first == name) {
+      adapter_parameters_.erase(it);
+      return absl::OkStatus();
+    }
+  }
+  return absl::NotFoundError(
+      absl::StrCat(type_name_, " has no adapter parameter '", name, "'"));
+}
+
+absl::Status Module::SwapParameter(const std::string& name, const Variable& other) {
+  const Variable* live = nullptr;
+  for (const auto& [n, v] : parameters_) {
+    if (n == name) live = &v;
+  }
+  if (live == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SwapParameter: ", type_name_, " has no parameter '", name, "'"));
+  }
+  if (!other.defined() || !other.is_leaf() || other.SameAs(*live)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "SwapParameter: '", name, "' can only be swapped with another defined leaf"));
+  }
+  if (other.shape() != live->shape() || other.dtype() != live->dtype()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SwapParameter: '", name, "' is ", live->Describe(), " but the stand-in is ",
+                     other.Describe()));
+  }
+  for (auto it = swapped_.begin(); it != swapped_.end(); ++it) {
+    if (it->first != name) continue;
+    if (!it->second.SameAs(other)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "SwapParameter: '", name, "' is already swapped with another Variable"));
+    }
+    std::swap(*live->state(), *other.state());
+    swapped_.erase(it);
+    return absl::OkStatus();
+  }
+  std::swap(*live->state(), *other.state());
+  swapped_.emplace_back(name, other);
+  return absl::OkStatus();
+}
+
+bool Module::IsParameterSwapped(const std::string& name, Variable* with) const {
+  for (const auto& [n, v] : swapped_) {
+    if (n != name) continue;
+    if (with != nullptr) *with = v;
+    return true;
+  }
+  return false;
+}
+
+Variable Module::StateDictSlot(const std::string& name, const Variable& live) const {
+  for (const auto& [n, v] : swapped_) {
+    if (n == name) return v;
+  }
+  return live;
 }
 
 std::vector<Variable> Module::Parameters() const {
@@ -102,9 +201,11 @@ void Module::Train(bool training) {
 
 absl::Status Module::To(Device device) {
   for (auto& [prefix, m] : NamedModules()) {
-    for (auto& [name, v] : m->parameters_) {
-      LYRA_ASSIGN_OR_RETURN(Tensor moved, v.data().To(device));
-      LYRA_RETURN_IF_ERROR(v.Replace(moved));
+    for (auto* list : {&m->parameters_, &m->adapter_parameters_, &m->swapped_}) {
+      for (auto& [name, v] : *list) {
+        LYRA_ASSIGN_OR_RETURN(Tensor moved, v.data().To(device));
+        LYRA_RETURN_IF_ERROR(v.Replace(moved));
+      }
     }
     for (auto& [name, t] : m->buffers_) {
       LYRA_ASSIGN_OR_RETURN(*t, t->To(device));
@@ -119,10 +220,12 @@ absl::Status Module::To(DType dtype) {
         absl::StrCat("Module::To: ", DTypeName(dtype), " is not a floating-point dtype"));
   }
   for (auto& [prefix, m] : NamedModules()) {
-    for (auto& [name, v] : m->parameters_) {
-      if (!IsFloating(v.dtype())) continue;
-      LYRA_ASSIGN_OR_RETURN(Tensor cast, v.data().To(dtype));
-      LYRA_RETURN_IF_ERROR(v.Replace(cast));
+    for (auto* list : {&m->parameters_, &m->adapter_parameters_, &m->swapped_}) {
+      for (auto& [name, v] : *list) {
+        if (!IsFloating(v.dtype())) continue;
+        LYRA_ASSIGN_OR_RETURN(Tensor cast, v.data().To(dtype));
+        LYRA_RETURN_IF_ERROR(v.Replace(cast));
+      }
     }
     for (auto& [name, t] : m->buffers_) {
       if (IsFloating(t->dtype())) {
@@ -175,7 +278,9 @@ void Module::ZeroGrad() {
 NamedTensors Module::StateDict() const {
   NamedTensors out;
   for (const auto& [prefix, m] : NamedModules()) {
-    for (const auto& [name, v] : m->parameters_) out.emplace_back(Join(prefix, name), v.data());
+    for (const auto& [name, v] : m->parameters_) {
+      out.emplace_back(Join(prefix, name), m->StateDictSlot(name, v).data());
+    }
     for (const auto& [name, t] : m->buffers_) out.emplace_back(Join(prefix, name), *t);
   }
   return out;
@@ -197,7 +302,9 @@ absl::StatusOr<LoadReport> Module::LoadStateDict(const NamedTensors& state, bool
   };
   std::vector<Slot> slots;
   for (auto& [prefix, m] : NamedModules()) {
-    for (auto& [name, v] : m->parameters_) slots.push_back({Join(prefix, name), v, nullptr});
+    for (auto& [name, v] : m->parameters_) {
+      slots.push_back({Join(prefix, name), m->StateDictSlot(name, v), nullptr});
+    }
     for (auto& [name, t] : m->buffers_) slots.push_back({Join(prefix, name), Variable(), t.get()});
   }
   LoadReport report;

@@ -16,6 +16,17 @@
 // Subclasses keep typed pointers / Variable handles to what they registered (a Variable is a
 // handle: the registry and the member share one state). Names are unique within a module and
 // may not contain '.'; registration order is the iteration order (and the state-dict order).
+//
+// Adapters (nn/lora/ builds on this): a module may also hold adapter parameters, registered
+// under dotted names that follow PEFT's in-memory names ("lora_A.default.weight"). They are
+// parameters for training: NamedParameters / Parameters / TrainableParameters / NumParameters
+// list them (after the module's own parameters), To() moves them and ZeroGrad drops their
+// gradients. They are NOT part of the state dict: StateDict / LoadStateDict / Save- and
+// LoadSafetensors see only the base parameters and buffers, so a base checkpoint saves and
+// loads unchanged (strictly) while adapters are attached. NamedAdapterParameters lists them.
+// A base parameter may also be swapped with a stand-in (PEFT's modules_to_save copy, see
+// SwapParameter): layers then compute with and train the stand-in's value while state dicts
+// keep reading and writing the displaced original.
 #ifndef LYRA_NN_MODULE_H_
 #define LYRA_NN_MODULE_H_
 
@@ -91,6 +102,26 @@ class Module {
   // Drops every parameter's accumulated gradient.
   void ZeroGrad();
 
+  // --- Adapters (see the file comment) ------------------------------------------------------
+  // Registers an adapter parameter (a new leaf holding `value`) under `name`: dot-separated
+  // non-empty parts, unique among this module's adapter parameters and not a base name.
+  // InvalidArgument otherwise.
+  absl::StatusOr<Variable> AddAdapterParameter(const std::string& name, Tensor value,
+                                               bool requires_grad = true);
+  // Removes one; NotFound if there is none of that name.
+  absl::Status RemoveAdapterParameter(const std::string& name);
+  // Adapter parameters of this module and every descendant, by full dotted name.
+  std::vector<std::pair<std::string, Variable>> NamedAdapterParameters() const;
+  // Exchanges the whole state (value, gradient, requires_grad) of this module's own base
+  // parameter `name` with the leaf `other`: the layer, which reads its parameter Variable, now
+  // computes with (and trains) what `other` held, and `other` holds the original. While swapped,
+  // StateDict / LoadStateDict read and write `other` (the original) under `name`. Swapping again
+  // with the same `other` undoes it. InvalidArgument for an unknown name, a non-leaf, a shape or
+  // dtype mismatch, or while `name` is swapped with another Variable.
+  absl::Status SwapParameter(const std::string& name, const Variable& other);
+  // Whether own parameter `name` is currently swapped (with whom: `with`, if non-null).
+  bool IsParameterSwapped(const std::string& name, Variable* with = nullptr) const;
+
   // --- State dicts ------------------------------------------------------------------------
   // Every parameter's and buffer's current value by dotted name (no copies).
   NamedTensors StateDict() const;
@@ -125,6 +156,11 @@ class Module {
   std::string type_name_;
   bool training_ = true;
   std::vector<std::pair<std::string, Variable>> parameters_;
+  std::vector<std::pair<std::string, Variable>> adapter_parameters_;
+  // Own parameter name -> the Variable holding its original while swapped (SwapParameter).
+  std::vector<std::pair<std::string, Variable>> swapped_;
+  // The Variable the state dict reads for own parameter `name` (the original while swapped).
+  Variable StateDictSlot(const std::string& name, const Variable& live) const;
   std::vector<std::pair<std::string, std::unique_ptr<Tensor>>> buffers_;
   std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;
 };
