@@ -237,6 +237,186 @@ absl::Status Sequential(const SsdParams& p) {
   return absl::OkStatus();
 }
 
+// The adjoint of Sequential, per (b, h), with dout_t = dy_t * silu(z_t) and the state adjoint
+// Hs_t = dLoss / dS_t [P, N]:
+//   Hs_{L-1} = dout_{L-1} C_{L-1}ᵀ + dfinal_state,   Hs_t = dout_t C_tᵀ + a_{t+1} Hs_{t+1}
+//   dz_t   = dy_t * out_t * silu'(z_t)             dD    += dout_t * x_t   (summed over p per head)
+//   dx_t   = D dout_t + dt'_t Hs_t B_t             dC_t  += S_tᵀ dout_t    (over the group's heads)
+//   dB_t  += dt'_t Hs_tᵀ x_t                       ddt'_t = <Hs_t, x_t B_tᵀ + A a_t S_{t-1}>
+//   dA    += dt'_t a_t <Hs_t, S_{t-1}>             dinitial_state = a_0 Hs_0
+//   ddt_t  = ddt'_t * 1[dt_min <= dt'_t <= dt_max before the clamp] * softplus'(dt_t + dt_bias)
+//   ddt_bias += ddt_t
+// (a_t = 0 at a reset, which removes the A and S_{t-1} terms there). The states S_t are kept
+// for the whole sequence; every sum is in f64.
+template <typename T, typename PT>
+absl::Status Backward(const SsdBackwardParams& bp) {
+  const SsdParams& p = bp.forward;
+  const int64_t L = p.length, P = p.head_dim, N = p.dstate, G = p.groups, H = p.heads;
+  const int64_t PN = P * N;
+  std::vector<double> dA(H, 0.0), dbias(H, 0.0), dD(H * P, 0.0);
+  std::vector<double> dB(p.batch * L * G * N, 0.0), dC(p.batch * L * G * N, 0.0);
+  std::vector<double> S((L + 1) * PN);  // S[(t + 1) * PN + ...] = S_t, t = -1 .. L-1
+  std::vector<double> dt(L), a(L), out(L * P), Hs(PN), carry(PN);
+  for (int64_t b = 0; b < p.batch; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      const Head<T, PT> hd(p, b, h);
+      const double A = hd.A();
+      // Forward, keeping every state and the pre-gate output.
+      for (int64_t i = 0; i < P; ++i) {
+        for (int64_t n = 0; n < N; ++n) S[i * N + n] = hd.Initial(i, n);
+      }
+      for (int64_t t = 0; t < L; ++t) {
+        dt[t] = hd.Dt(t);
+        a[t] = hd.Reset(t) ? 0.0 : std::exp(dt[t] * A);
+        const double* prev = &S[t * PN];
+        double* cur = &S[(t + 1) * PN];
+        for (int64_t i = 0; i < P; ++i) {
+          const double x = hd.X(t, i);
+          double o = hd.Dv(i) * x;
+          for (int64_t n = 0; n < N; ++n) {
+            cur[i * N + n] = a[t] * prev[i * N + n] + dt[t] * x * hd.Bv(t, n);
+            o += cur[i * N + n] * hd.Cv(t, n);
+          }
+          out[t * P + i] = o;
+        }
+      }
+      // Reverse: carry = a_{t+1} Hs_{t+1} (dfinal_state at the end).
+      for (int64_t i = 0; i < P; ++i) {
+        for (int64_t n = 0; n < N; ++n) {
+          carry[i * N + n] =
+              bp.dfinal_state == nullptr
+                  ? 0.0
+                  : Get<PT>(bp.dfinal_state,
+                            b * bp.dfinal_state_stride_b + h * bp.dfinal_state_stride_h +
+                                i * bp.dfinal_state_stride_p + n * bp.dfinal_state_stride_n);
+        }
+      }
+      for (int64_t t = L - 1; t >= 0; --t) {
+        double pre = 0.0;
+        bool in_range = true;
+        hd.Dt(t, &pre, &in_range);
+        const double* prev = &S[t * PN];
+        const double* cur = &S[(t + 1) * PN];
+        const int64_t bc = ((b * L + t) * G + hd.g) * N;
+        double ddt = 0.0, da = 0.0;
+        for (int64_t i = 0; i < P; ++i) {
+          const double x = hd.X(t, i);
+          const double dy = Get<T>(bp.dy, b * bp.dy_stride_b + t * bp.dy_stride_l +
+                                              h * bp.dy_stride_h + i * bp.dy_stride_p);
+          double dout = dy;
+          if (p.z != nullptr) {
+            const double z = hd.Z(t, i), sg = Sigmoid(z);
+            dout = dy * z * sg;
+            Put<T>(bp.dz, b * bp.dz_stride_b + t * bp.dz_stride_l + h * bp.dz_stride_h +
+                              i * bp.dz_stride_p,
+                   dy * out[t * P + i] * sg * (1.0 + z * (1.0 - sg)));
+          }
+          dD[h * P + i] += dout * x;
+          double dx = hd.Dv(i) * dout, hb = 0.0;
+          for (int64_t n = 0; n < N; ++n) {
+            const int64_t k = i * N + n;
+            const double Bn = hd.Bv(t, n);
+            Hs[k] = carry[k] + dout * hd.Cv(t, n);
+            hb += Hs[k] * Bn;
+            da += Hs[k] * prev[k];
+            dB[bc + n] += dt[t] * Hs[k] * x;
+            dC[bc + n] += dout * cur[k];
+            carry[k] = a[t] * Hs[k];
+          }
+          dx += dt[t] * hb;
+          ddt += hb * x;
+          Put<T>(bp.dx, b * bp.dx_stride_b + t * bp.dx_stride_l + h * bp.dx_stride_h +
+                            i * bp.dx_stride_p,
+                 dx);
+        }
+        ddt += A * a[t] * da;
+        dA[h] += dt[t] * a[t] * da;
+        ddt *= in_range ? (p.dt_softplus ? SoftplusGrad(pre) : 1.0) : 0.0;
+        dbias[h] += ddt;
+        Put<T>(bp.ddt, b * bp.ddt_stride_b + t * bp.ddt_stride_l + h * bp.ddt_stride_h, ddt);
+      }
+      if (bp.dinitial_state != nullptr) {
+        for (int64_t i = 0; i < P; ++i) {
+          for (int64_t n = 0; n < N; ++n) {
+            Put<PT>(bp.dinitial_state,
+                    b * bp.dinitial_state_stride_b + h * bp.dinitial_state_stride_h +
+                        i * bp.dinitial_state_stride_p + n * bp.dinitial_state_stride_n,
+                    carry[i * N + n]);
+          }
+        }
+      }
+    }
+  }
+  for (int64_t h = 0; h < H; ++h) {
+    Put<PT>(bp.dA, h * bp.dA_stride, dA[h]);
+    if (bp.ddt_bias != nullptr) Put<PT>(bp.ddt_bias, h * bp.ddt_bias_stride, dbias[h]);
+    if (bp.dD != nullptr) {
+      if (p.D_per_head_dim) {
+        for (int64_t i = 0; i < P; ++i) {
+          Put<PT>(bp.dD, h * bp.dD_stride_h + i * bp.dD_stride_p, dD[h * P + i]);
+        }
+      } else {
+        double sum = 0.0;
+        for (int64_t i = 0; i < P; ++i) sum += dD[h * P + i];
+        Put<PT>(bp.dD, h * bp.dD_stride_h, sum);
+      }
+    }
+  }
+  for (int64_t b = 0; b < p.batch; ++b) {
+    for (int64_t t = 0; t < L; ++t) {
+      for (int64_t g = 0; g < G; ++g) {
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t k = ((b * L + t) * G + g) * N + n;
+          Put<T>(bp.dB, b * bp.dB_stride_b + t * bp.dB_stride_l + g * bp.dB_stride_g +
+                            n * bp.dB_stride_n,
+                 dB[k]);
+          Put<T>(bp.dC, b * bp.dC_stride_b + t * bp.dC_stride_l + g * bp.dC_stride_g +
+                            n * bp.dC_stride_n,
+                 dC[k]);
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// One step of Sequential on a state updated in place (no reset).
+template <typename T, typename PT>
+absl::Status Update(const SsdStateUpdateParams& p) {
+  const int64_t heads_per_group = p.heads / p.groups;
+  for (int64_t b = 0; b < p.batch; ++b) {
+    for (int64_t h = 0; h < p.heads; ++h) {
+      const int64_t g = h / heads_per_group;
+      const double bias = p.dt_bias == nullptr ? 0.0 : Get<PT>(p.dt_bias, h * p.dt_bias_stride);
+      const double dt = DtPrime(Get<T>(p.dt, b * p.dt_stride_b + h * p.dt_stride_h), bias,
+                                p.dt_softplus, p.dt_min, p.dt_max);
+      const double a = std::exp(dt * Get<PT>(p.A, h * p.A_stride));
+      for (int64_t i = 0; i < p.head_dim; ++i) {
+        const double x = Get<T>(p.x, b * p.x_stride_b + h * p.x_stride_h + i * p.x_stride_p);
+        double out = 0.0;
+        if (p.D != nullptr) {
+          out = x * Get<PT>(p.D, h * p.D_stride_h + (p.D_per_head_dim ? i * p.D_stride_p : 0));
+        }
+        for (int64_t n = 0; n < p.dstate; ++n) {
+          const int64_t si = b * p.state_stride_b + h * p.state_stride_h + i * p.state_stride_p +
+                             n * p.state_stride_n;
+          const double bn = Get<T>(p.B, b * p.B_stride_b + g * p.B_stride_g + n * p.B_stride_n);
+          const double cn = Get<T>(p.C, b * p.C_stride_b + g * p.C_stride_g + n * p.C_stride_n);
+          const double s = a * Get<PT>(p.state, si) + dt * x * bn;
+          Put<PT>(p.state, si, s);
+          out += cn * s;
+        }
+        if (p.z != nullptr) {
+          const double z = Get<T>(p.z, b * p.z_stride_b + h * p.z_stride_h + i * p.z_stride_p);
+          out *= z * Sigmoid(z);
+        }
+        Put<T>(p.y, b * p.y_stride_b + h * p.y_stride_h + i * p.y_stride_p, out);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status SsdReference(const SsdParams& p) {
@@ -249,6 +429,19 @@ absl::Status SsdSequentialReference(const SsdParams& p) {
   LYRA_RETURN_IF_ERROR(SsdSupported(p, /*cuda=*/false));
   return DispatchSsd(p.dtype, "SsdSequentialReference",
                      [&]<typename T, typename PT>() { return Sequential<T, PT>(p); });
+}
+
+
+absl::Status SsdBackwardReference(const SsdBackwardParams& p) {
+  LYRA_RETURN_IF_ERROR(SsdBackwardSupported(p, /*cuda=*/false));
+  return DispatchSsd(p.forward.dtype, "SsdBackwardReference",
+                     [&]<typename T, typename PT>() { return Backward<T, PT>(p); });
+}
+
+absl::Status SsdStateUpdateReference(const SsdStateUpdateParams& p) {
+  LYRA_RETURN_IF_ERROR(SsdStateUpdateSupported(p, /*cuda=*/false));
+  return DispatchSsd(p.dtype, "SsdStateUpdateReference",
+                     [&]<typename T, typename PT>() { return Update<T, PT>(p); });
 }
 
 }  // namespace lyra::cuda

@@ -164,6 +164,11 @@ absl::Status SsdStateUpdateSupported(const SsdStateUpdateParams& p, bool cuda) {
       return absl::UnimplementedError(absl::StrCat(
           kOp, ": the CUDA kernel needs unit stride along P (x, z, y) and N (B, C)"));
     }
+    // One warp per (b, h, p) row, 8 rows per block, blocks along grid x (< 2^31).
+    if (p.batch * p.heads * P > (int64_t{1} << 33)) {
+      return absl::UnimplementedError(absl::StrCat(kOp, ": B H P = ", p.batch * p.heads * P,
+                                                   " rows exceed the CUDA grid limit"));
+    }
     if (!ContiguousState(p.state, p.state_stride_b, p.state_stride_h, p.state_stride_p,
                          p.state_stride_n, p.batch, p.heads, P, N)) {
       return absl::UnimplementedError(

@@ -86,17 +86,8 @@ struct Outputs {
   Tensor y, final_state, chunk_states;
 };
 
-absl::StatusOr<Outputs> RunReference(const Config& c, const Operands& o, bool chunked) {
-  Outputs r;
-  const DType pd = ParamDType(c.dtype);
-  LYRA_ASSIGN_OR_RETURN(r.y, Tensor::Empty(o.x.shape(), c.dtype));
-  LYRA_ASSIGN_OR_RETURN(r.final_state,
-                        Tensor::Empty({c.batch, c.heads, c.head_dim, c.dstate}, pd));
-  LYRA_ASSIGN_OR_RETURN(
-      r.chunk_states,
-      Tensor::Empty({c.batch, cuda::SsdNumChunks(c.length, c.chunk), c.heads, c.head_dim,
-                     c.dstate},
-                    pd));
+// The forward's params from the operands (any strides), without outputs.
+cuda::SsdParams ForwardParams(const Config& c, const Operands& o) {
   cuda::SsdParams p;
   p.batch = c.batch, p.length = c.length, p.heads = c.heads, p.head_dim = c.head_dim;
   p.dstate = c.dstate, p.groups = c.groups, p.chunk = c.chunk;
@@ -133,6 +124,21 @@ absl::StatusOr<Outputs> RunReference(const Config& c, const Operands& o, bool ch
     p.seq_idx = o.seq_idx.data<int32_t>();
     p.seq_idx_stride_b = o.seq_idx.stride(0), p.seq_idx_stride_l = o.seq_idx.stride(1);
   }
+  return p;
+}
+
+absl::StatusOr<Outputs> RunReference(const Config& c, const Operands& o, bool chunked) {
+  Outputs r;
+  const DType pd = ParamDType(c.dtype);
+  LYRA_ASSIGN_OR_RETURN(r.y, Tensor::Empty(o.x.shape(), c.dtype));
+  LYRA_ASSIGN_OR_RETURN(r.final_state,
+                        Tensor::Empty({c.batch, c.heads, c.head_dim, c.dstate}, pd));
+  LYRA_ASSIGN_OR_RETURN(
+      r.chunk_states,
+      Tensor::Empty({c.batch, cuda::SsdNumChunks(c.length, c.chunk), c.heads, c.head_dim,
+                     c.dstate},
+                    pd));
+  cuda::SsdParams p = ForwardParams(c, o);
   p.y = r.y.data();
   p.y_stride_b = r.y.stride(0), p.y_stride_l = r.y.stride(1), p.y_stride_h = r.y.stride(2);
   p.y_stride_p = r.y.stride(3);
@@ -175,6 +181,134 @@ TEST(SsdReferenceTest, ChunkedEqualsSequentialF64) {
     ASSERT_OK_AND_ASSIGN(Outputs seq, RunReference(c, o, false));
     EXPECT_TRUE(::lyra::testing::AllClose(chunked.y, seq.y, {1e-12, 1e-10}));
     EXPECT_TRUE(::lyra::testing::AllClose(chunked.final_state, seq.final_state, {1e-12, 1e-10}));
+  }
+}
+
+// The gradients of the backward reference, called on raw params.
+struct Grads {
+  Tensor dx, ddt, dA, dB, dC, dD, dz, ddt_bias, dinitial_state;
+};
+
+absl::StatusOr<Grads> RunBackwardReference(const Config& c, const Operands& o, const Tensor& dy,
+                                           const Tensor& dfinal) {
+  cuda::SsdBackwardParams bp;
+  bp.forward = ForwardParams(c, o);
+  const DType pd = ParamDType(c.dtype);
+  Grads g;
+  LYRA_ASSIGN_OR_RETURN(g.dx, Tensor::Empty(o.x.shape(), c.dtype));
+  LYRA_ASSIGN_OR_RETURN(g.ddt, Tensor::Empty(o.dt.shape(), c.dtype));
+  LYRA_ASSIGN_OR_RETURN(g.dA, Tensor::Empty(o.A.shape(), pd));
+  LYRA_ASSIGN_OR_RETURN(g.dB, Tensor::Empty(o.B.shape(), c.dtype));
+  LYRA_ASSIGN_OR_RETURN(g.dC, Tensor::Empty(o.C.shape(), c.dtype));
+  bp.dy = dy.data();
+  bp.dy_stride_b = dy.stride(0), bp.dy_stride_l = dy.stride(1), bp.dy_stride_h = dy.stride(2);
+  bp.dy_stride_p = dy.stride(3);
+  if (dfinal.defined()) {
+    bp.dfinal_state = dfinal.data();
+    bp.dfinal_state_stride_b = dfinal.stride(0), bp.dfinal_state_stride_h = dfinal.stride(1);
+    bp.dfinal_state_stride_p = dfinal.stride(2), bp.dfinal_state_stride_n = dfinal.stride(3);
+  }
+  bp.dx = g.dx.data();
+  bp.dx_stride_b = g.dx.stride(0), bp.dx_stride_l = g.dx.stride(1);
+  bp.dx_stride_h = g.dx.stride(2), bp.dx_stride_p = g.dx.stride(3);
+  bp.ddt = g.ddt.data();
+  bp.ddt_stride_b = g.ddt.stride(0), bp.ddt_stride_l = g.ddt.stride(1);
+  bp.ddt_stride_h = g.ddt.stride(2);
+  bp.dA = g.dA.data(), bp.dA_stride = 1;
+  bp.dB = g.dB.data();
+  bp.dB_stride_b = g.dB.stride(0), bp.dB_stride_l = g.dB.stride(1);
+  bp.dB_stride_g = g.dB.stride(2), bp.dB_stride_n = g.dB.stride(3);
+  bp.dC = g.dC.data();
+  bp.dC_stride_b = g.dC.stride(0), bp.dC_stride_l = g.dC.stride(1);
+  bp.dC_stride_g = g.dC.stride(2), bp.dC_stride_n = g.dC.stride(3);
+  if (o.D.defined()) {
+    LYRA_ASSIGN_OR_RETURN(g.dD, Tensor::Empty(o.D.shape(), pd));
+    bp.dD = g.dD.data(), bp.dD_stride_h = g.dD.stride(0);
+    bp.dD_stride_p = g.dD.dim() == 2 ? g.dD.stride(1) : 0;
+  }
+  if (o.z.defined()) {
+    LYRA_ASSIGN_OR_RETURN(g.dz, Tensor::Empty(o.z.shape(), c.dtype));
+    bp.dz = g.dz.data();
+    bp.dz_stride_b = g.dz.stride(0), bp.dz_stride_l = g.dz.stride(1);
+    bp.dz_stride_h = g.dz.stride(2), bp.dz_stride_p = g.dz.stride(3);
+  }
+  if (o.dt_bias.defined()) {
+    LYRA_ASSIGN_OR_RETURN(g.ddt_bias, Tensor::Empty(o.dt_bias.shape(), pd));
+    bp.ddt_bias = g.ddt_bias.data(), bp.ddt_bias_stride = 1;
+  }
+  if (o.initial_state.defined()) {
+    LYRA_ASSIGN_OR_RETURN(g.dinitial_state, Tensor::Empty(o.initial_state.shape(), pd));
+    const Tensor& d = g.dinitial_state;
+    bp.dinitial_state = d.data();
+    bp.dinitial_state_stride_b = d.stride(0), bp.dinitial_state_stride_h = d.stride(1);
+    bp.dinitial_state_stride_p = d.stride(2), bp.dinitial_state_stride_n = d.stride(3);
+  }
+  LYRA_RETURN_IF_ERROR(cuda::SsdBackwardReference(bp));
+  return g;
+}
+
+// <y, dy> + <final_state, dfinal> of the sequential reference.
+double Loss(const Config& c, const Operands& o, const std::vector<double>& dy,
+            const std::vector<double>& dfinal) {
+  absl::StatusOr<Outputs> r = RunReference(c, o, /*chunked=*/false);
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (!r.ok()) return NAN;
+  const std::vector<double> y = *r->y.ToDoubles(), f = *r->final_state.ToDoubles();
+  double loss = 0;
+  for (size_t i = 0; i < y.size(); ++i) loss += y[i] * dy[i];
+  for (size_t i = 0; i < f.size(); ++i) loss += f[i] * dfinal[i];
+  return loss;
+}
+
+// The backward reference against central differences of the sequential forward, element by
+// element of every input (f64, contiguous operands).
+TEST(SsdReferenceTest, BackwardMatchesFiniteDifferences) {
+  std::vector<Config> configs;
+  {
+    Config c;  // everything, G = 2 of H = 4, a reset, clamping
+    c.batch = 2, c.length = 11, c.heads = 4, c.head_dim = 2, c.dstate = 3, c.groups = 2;
+    c.has_seq = true, c.dt_min = 0.15, c.dt_max = 0.8, c.D_per_head_dim = true;
+    configs.push_back(c);
+  }
+  {
+    Config c;  // no optional input, no softplus, G = 1
+    c.batch = 1, c.length = 9, c.heads = 2, c.head_dim = 3, c.dstate = 2, c.groups = 1;
+    c.has_D = c.has_z = c.has_bias = c.has_init = false, c.softplus = false;
+    configs.push_back(c);
+  }
+  int index = 0;
+  for (const Config& c : configs) {
+    SCOPED_TRACE(absl::StrCat("config ", index));
+    ASSERT_OK_AND_ASSIGN(Operands o, MakeOperands(c, 500 + 30 * index++));
+    ASSERT_OK_AND_ASSIGN(Tensor dy, RandomTensor(o.x.shape(), DType::kF64, 7));
+    ASSERT_OK_AND_ASSIGN(Tensor dfinal,
+                         RandomTensor({c.batch, c.heads, c.head_dim, c.dstate}, DType::kF64, 8));
+    ASSERT_OK_AND_ASSIGN(Grads g, RunBackwardReference(c, o, dy, dfinal));
+    const std::vector<double> dyv = *dy.ToDoubles(), dfv = *dfinal.ToDoubles();
+    const std::vector<std::pair<Tensor*, Tensor*>> pairs = {
+        {&o.x, &g.dx}, {&o.dt, &g.ddt}, {&o.A, &g.dA}, {&o.B, &g.dB},
+        {&o.C, &g.dC}, {&o.D, &g.dD}, {&o.z, &g.dz}, {&o.dt_bias, &g.ddt_bias},
+        {&o.initial_state, &g.dinitial_state}};
+    const char* names[] = {"x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_state"};
+    for (size_t k = 0; k < pairs.size(); ++k) {
+      Tensor* input = pairs[k].first;
+      ASSERT_EQ(input->defined(), pairs[k].second->defined()) << names[k];
+      if (!input->defined()) continue;
+      const std::vector<double> analytic = *pairs[k].second->ToDoubles();
+      double* data = input->data<double>();
+      std::vector<double> numeric(analytic.size());
+      constexpr double kEps = 1e-6;
+      for (size_t i = 0; i < analytic.size(); ++i) {
+        const double keep = data[i];
+        data[i] = keep + kEps;
+        const double up = Loss(c, o, dyv, dfv);
+        data[i] = keep - kEps;
+        const double down = Loss(c, o, dyv, dfv);
+        data[i] = keep;
+        numeric[i] = (up - down) / (2 * kEps);
+      }
+      EXPECT_TRUE(::lyra::testing::AllClose(analytic, numeric, {1e-7, 1e-6})) << names[k];
+    }
   }
 }
 
