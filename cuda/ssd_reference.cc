@@ -73,7 +73,9 @@ struct Head {
     return Get<T>(p.C, b * p.C_stride_b + t * p.C_stride_l + g * p.C_stride_g + n * p.C_stride_n);
   }
   double A() const { return Get<PT>(p.A, h * p.A_stride); }
-  double Bias() const { return p.dt_bias == nullptr ? 0.0 : Get<PT>(p.dt_bias, h * p.dt_bias_stride); }
+  double Bias() const {
+    return p.dt_bias == nullptr ? 0.0 : Get<PT>(p.dt_bias, h * p.dt_bias_stride);
+  }
   double Dv(int64_t i) const {
     if (p.D == nullptr) return 0.0;
     return Get<PT>(p.D, h * p.D_stride_h + (p.D_per_head_dim ? i * p.D_stride_p : 0));
@@ -241,7 +243,7 @@ absl::Status Sequential(const SsdParams& p) {
 // Hs_t = dLoss / dS_t [P, N]:
 //   Hs_{L-1} = dout_{L-1} C_{L-1}ᵀ + dfinal_state,   Hs_t = dout_t C_tᵀ + a_{t+1} Hs_{t+1}
 //   dz_t   = dy_t * out_t * silu'(z_t)             dD    += dout_t * x_t   (summed over p per head)
-//   dx_t   = D dout_t + dt'_t Hs_t B_t             dC_t  += S_tᵀ dout_t    (over the group's heads)
+//   dx_t   = D dout_t + dt'_t Hs_t B_t             dC_t  += S_tᵀ dout_t  (over the group's heads)
 //   dB_t  += dt'_t Hs_tᵀ x_t                       ddt'_t = <Hs_t, x_t B_tᵀ + A a_t S_{t-1}>
 //   dA    += dt'_t a_t <Hs_t, S_{t-1}>             dinitial_state = a_0 Hs_0
 //   ddt_t  = ddt'_t * 1[dt_min <= dt'_t <= dt_max before the clamp] * softplus'(dt_t + dt_bias)

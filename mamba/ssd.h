@@ -99,6 +99,13 @@ absl::StatusOr<Tensor> SsdStateUpdate(const Tensor& state, const Tensor& x, cons
                                       const Tensor& D, const Tensor& z, const Tensor& dt_bias,
                                       const SsdStepOptions& options = {});
 
+// seq_idx [1, L] i32 on `device` for documents packed into one row and given by their cumulative
+// lengths (flash-attn / mamba_ssm's cu_seqlens): cu_seqlens [n_docs + 1] i32 or i64 on the CPU,
+// starting at 0, non-decreasing, ending at `length`; seq_idx[0, t] = k for cu[k] <= t < cu[k+1].
+// Anything else is InvalidArgument naming cu_seqlens.
+absl::StatusOr<Tensor> SeqIdxFromCuSeqlens(const Tensor& cu_seqlens, int64_t length,
+                                           Device device = Device::Cpu());
+
 }  // namespace lyra::mamba
 
 #endif  // LYRA_MAMBA_SSD_H_

@@ -1,18 +1,38 @@
-// Tests of the Mamba-2 SSD (cuda/ssd.h, mamba/ssd.h).
+// Tests of the Mamba-2 SSD (cuda/ssd.h, mamba/ssd.h):
+//   - the chunked CPU reference against the sequential one (f64, ~1e-12) over G = 1, 2, 3, odd P
+//     and N, L not a multiple of the chunk, Q = 16 / 32, with and without z, D per head or per
+//     head dim, a clamping dt range, seq_idx resets (also right at a chunk boundary), initial
+//     state; chunk_states against prefix runs;
+//   - the backward reference against central differences, and GradCheck of the autograd node
+//     Ssd for every input (a loss on y and final_state);
+//   - packed documents (seq_idx, SeqIdxFromCuSeqlens) == separate runs, two halves with the
+//     carried state == one run, the step update == one column of the scan, f32 / bf16 vs f64;
+//   - argument errors; and on a GPU (LYRA_REQUIRE_GPU): SsdForward / SsdBackward / SsdStateUpdate
+//     through the mamba/ssd.cc dispatch against the CPU reference in f32, f16, bf16.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "autograd/gradcheck.h"
+#include "autograd/ops.h"
+#include "autograd/variable.h"
 #include "cuda/ssd.h"
 #include "gtest/gtest.h"
+#include "mamba/ssd.h"
 #include "tensor/tensor.h"
 #include "tests/testing/testing.h"
 
-namespace lyra {
+namespace lyra::mamba {
 namespace {
 
+using ::lyra::autograd::GradCheck;
+using ::lyra::autograd::GradCheckOptions;
+using ::lyra::autograd::GradCheckResult;
+using ::lyra::autograd::Variable;
+using ::lyra::testing::AllClose;
 using ::lyra::testing::RandomTensor;
 
 struct Config {
@@ -26,9 +46,9 @@ struct Config {
 
 DType ParamDType(DType d) { return d == DType::kF64 ? DType::kF64 : DType::kF32; }
 
-struct Operands {
-  Tensor x, dt, A, B, C, D, z, dt_bias, initial_state, seq_idx;
-};
+// The operands of a case: mamba::SsdInputs (tensors and options) so that the tensor layer and
+// the raw references read the same data.
+using Operands = mamba::SsdInputs;
 
 absl::StatusOr<Tensor> MakeSeqIdx(int64_t batch, int64_t length, uint64_t seed) {
   std::vector<int32_t> v(batch * length);
@@ -78,6 +98,7 @@ absl::StatusOr<Operands> MakeOperands(const Config& c, uint64_t seed) {
   if (c.has_seq) {
     LYRA_ASSIGN_OR_RETURN(o.seq_idx, MakeSeqIdx(c.batch, c.length, seed + 10));
   }
+  o.dt_softplus = c.softplus, o.dt_min = c.dt_min, o.dt_max = c.dt_max, o.chunk = c.chunk;
   return o;
 }
 
@@ -156,31 +177,82 @@ absl::StatusOr<Outputs> RunReference(const Config& c, const Operands& o, bool ch
   return r;
 }
 
+// Documents of the given start offsets packed into every row of a [B, L] seq_idx.
+absl::StatusOr<Tensor> SeqIdxFromStarts(int64_t batch, int64_t length,
+                                        const std::vector<int64_t>& starts) {
+  std::vector<int32_t> v(batch * length);
+  for (int64_t b = 0; b < batch; ++b) {
+    int32_t doc = 0;
+    for (int64_t t = 0; t < length; ++t) {
+      if (std::find(starts.begin(), starts.end(), t) != starts.end() && t > 0) ++doc;
+      v[b * length + t] = doc;
+    }
+  }
+  return Tensor::FromVector(v, {batch, length});
+}
+
 TEST(SsdReferenceTest, ChunkedEqualsSequentialF64) {
   std::vector<Config> configs;
-  for (int64_t groups : {1, 2}) {
+  int variant = 0;
+  for (int64_t groups : {1, 2, 3}) {
     for (int64_t chunk : {16, 32}) {
-      for (bool flags : {false, true}) {
+      for (int64_t length : {1, 37, 64, 70}) {
+        ++variant;
         Config c;
-        c.groups = groups, c.chunk = chunk;
-        c.length = chunk == 16 ? 37 : 70;
-        c.has_D = c.has_z = c.has_bias = c.has_init = flags;
-        c.has_seq = !flags || groups == 2;
-        c.D_per_head_dim = groups == 2;
-        if (groups == 2 && flags) c.dt_min = 0.2, c.dt_max = 0.9;
+        c.groups = groups, c.chunk = chunk, c.length = length;
+        c.heads = groups == 3 ? 6 : 4;
+        c.head_dim = variant % 2 ? 3 : 5;
+        c.dstate = variant % 3 ? 5 : 7;
+        c.has_D = variant % 4 != 1, c.D_per_head_dim = variant % 3 == 0;
+        c.has_z = variant % 2 == 0, c.has_bias = variant % 5 != 2;
+        c.has_init = variant % 3 != 2, c.has_seq = variant % 2 == 1;
+        c.softplus = variant % 7 != 4;
+        if (variant % 4 == 2) c.dt_min = 0.2, c.dt_max = 0.9;  // clamps some dt' on both sides
         configs.push_back(c);
       }
     }
   }
   int index = 0;
   for (const Config& c : configs) {
-    SCOPED_TRACE(absl::StrCat("G=", c.groups, " Q=", c.chunk, " L=", c.length, " z?", c.has_z,
-                              " seq?", c.has_seq, " clamp ", c.dt_min, "..", c.dt_max));
+    SCOPED_TRACE(absl::StrCat("G=", c.groups, " Q=", c.chunk, " L=", c.length, " P=", c.head_dim,
+                              " N=", c.dstate, " z?", c.has_z, " D?", c.has_D,
+                              " D per p?", c.D_per_head_dim, " init?", c.has_init, " seq?",
+                              c.has_seq, " softplus=", c.softplus, " clamp ", c.dt_min, "..",
+                              c.dt_max));
     ASSERT_OK_AND_ASSIGN(Operands o, MakeOperands(c, 100 + 20 * index++));
     ASSERT_OK_AND_ASSIGN(Outputs chunked, RunReference(c, o, true));
     ASSERT_OK_AND_ASSIGN(Outputs seq, RunReference(c, o, false));
-    EXPECT_TRUE(::lyra::testing::AllClose(chunked.y, seq.y, {1e-12, 1e-10}));
-    EXPECT_TRUE(::lyra::testing::AllClose(chunked.final_state, seq.final_state, {1e-12, 1e-10}));
+    EXPECT_TRUE(AllClose(chunked.y, seq.y, {1e-12, 1e-10}));
+    EXPECT_TRUE(AllClose(chunked.final_state, seq.final_state, {1e-12, 1e-10}));
+  }
+}
+
+// chunk_states[:, c] is the state after the first c Q steps (before chunk c's reset), which is
+// the final state of a run over that prefix; resets at chunk boundaries included.
+TEST(SsdReferenceTest, ChunkStatesAreThePrefixStates) {
+  Config c;
+  c.batch = 2, c.length = 75, c.chunk = 16, c.heads = 4, c.groups = 2, c.head_dim = 3;
+  c.dstate = 4, c.has_seq = true;
+  ASSERT_OK_AND_ASSIGN(Operands o, MakeOperands(c, 7));
+  ASSERT_OK_AND_ASSIGN(o.seq_idx, SeqIdxFromStarts(c.batch, c.length, {16, 20, 47, 48, 64}));
+  ASSERT_OK_AND_ASSIGN(Outputs full, RunReference(c, o, true));
+  const int64_t n_chunks = cuda::SsdNumChunks(c.length, c.chunk);
+  ASSERT_EQ(n_chunks, 5);
+  for (int64_t k = 0; k < n_chunks; ++k) {
+    SCOPED_TRACE(absl::StrCat("chunk ", k));
+    ASSERT_OK_AND_ASSIGN(Tensor entry, full.chunk_states.Select(1, k));
+    if (k == 0) {
+      EXPECT_TRUE(AllClose(entry, o.initial_state, {0, 0}));
+      continue;
+    }
+    Config pc = c;
+    pc.length = k * c.chunk;
+    Operands prefix = o;
+    for (Tensor* t : {&prefix.x, &prefix.dt, &prefix.B, &prefix.C, &prefix.z, &prefix.seq_idx}) {
+      ASSERT_OK_AND_ASSIGN(*t, t->Narrow(1, 0, pc.length));
+    }
+    ASSERT_OK_AND_ASSIGN(Outputs r, RunReference(pc, prefix, false));
+    EXPECT_TRUE(AllClose(entry, r.final_state, {1e-12, 1e-10}));
   }
 }
 
@@ -307,10 +379,750 @@ TEST(SsdReferenceTest, BackwardMatchesFiniteDifferences) {
         data[i] = keep;
         numeric[i] = (up - down) / (2 * kEps);
       }
-      EXPECT_TRUE(::lyra::testing::AllClose(analytic, numeric, {1e-7, 1e-6})) << names[k];
+      EXPECT_TRUE(AllClose(analytic, numeric, {1e-7, 1e-6})) << names[k];
     }
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Tensor level (mamba/ssd.h) on the CPU
+
+absl::StatusOr<Operands> ToDevice(const Operands& in, Device device) {
+  Operands out = in;
+  for (Tensor* t : {&out.x, &out.dt, &out.A, &out.B, &out.C, &out.D, &out.z, &out.dt_bias,
+                    &out.initial_state, &out.seq_idx}) {
+    if (t->defined()) {
+      LYRA_ASSIGN_OR_RETURN(*t, t->To(device));
+    }
+  }
+  return out;
+}
+
+std::vector<double> Doubles(const Tensor& t) {
+  absl::StatusOr<Tensor> cpu = t.To(Device::Cpu());
+  EXPECT_TRUE(cpu.ok()) << cpu.status();
+  if (!cpu.ok()) return {};
+  absl::StatusOr<std::vector<double>> v = cpu->ToDoubles();
+  EXPECT_TRUE(v.ok()) << v.status();
+  return v.ok() ? *v : std::vector<double>();
+}
+
+// ||a - b|| / ||b|| (+inf on a non-finite value or a size mismatch).
+double NormRelError(const Tensor& actual, const Tensor& expected) {
+  const std::vector<double> a = Doubles(actual), b = Doubles(expected);
+  if (a.size() != b.size()) return INFINITY;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
+}
+
+#define EXPECT_NEAR_NORM(actual, expected, tol)                      \
+  do {                                                               \
+    const double err_ = NormRelError((actual), (expected));          \
+    EXPECT_TRUE(err_ <= (tol)) << #actual << " rel. error " << err_; \
+  } while (0)
+
+TEST(SsdForwardTest, MatchesSequentialReferenceWithAnyStrides) {
+  Config c;
+  c.batch = 2, c.length = 41, c.heads = 6, c.groups = 3, c.head_dim = 5, c.dstate = 7;
+  c.has_seq = true, c.D_per_head_dim = true, c.chunk = 16;
+  ASSERT_OK_AND_ASSIGN(Operands o, MakeOperands(c, 3));
+  ASSERT_OK_AND_ASSIGN(Outputs seq, RunReference(c, o, false));
+  ASSERT_OK_AND_ASSIGN(SsdResult r, SsdForward(o));
+  EXPECT_TRUE(AllClose(r.y, seq.y, {1e-12, 1e-10}));
+  EXPECT_TRUE(AllClose(r.final_state, seq.final_state, {1e-12, 1e-10}));
+  EXPECT_FALSE(r.chunk_states.defined());  // CUDA only
+  // The same values behind transposed / sliced strides.
+  Operands strided = o;
+  for (Tensor* t : {&strided.x, &strided.z, &strided.B, &strided.C, &strided.initial_state}) {
+    ASSERT_OK_AND_ASSIGN(Tensor tr, t->Transpose(1, 3));
+    ASSERT_OK_AND_ASSIGN(tr, tr.Contiguous());
+    ASSERT_OK_AND_ASSIGN(*t, tr.Transpose(1, 3));
+    ASSERT_FALSE(t->is_contiguous());
+  }
+  ASSERT_OK_AND_ASSIGN(Tensor dt2, Tensor::Empty({c.batch, c.length, c.heads, 2}, c.dtype));
+  ASSERT_OK_AND_ASSIGN(Tensor dt_slot, dt2.Select(3, 1));
+  ASSERT_OK(dt_slot.CopyFrom(o.dt));
+  strided.dt = dt_slot;
+  ASSERT_OK_AND_ASSIGN(SsdResult rs, SsdForward(strided));
+  EXPECT_TRUE(AllClose(rs.y, r.y, {0, 0}));
+  EXPECT_TRUE(AllClose(rs.final_state, r.final_state, {0, 0}));
+  // The backward sees the same strides.
+  ASSERT_OK_AND_ASSIGN(Tensor dy, RandomTensor(o.x.shape(), c.dtype, 4));
+  ASSERT_OK_AND_ASSIGN(SsdGrads g, SsdBackward(o, dy));
+  ASSERT_OK_AND_ASSIGN(SsdGrads gs, SsdBackward(strided, dy));
+  for (auto [a, b] : {std::pair{&g.dx, &gs.dx}, {&g.ddt, &gs.ddt}, {&g.dB, &gs.dB},
+                      {&g.dC, &gs.dC}, {&g.dA, &gs.dA}, {&g.dinitial_state, &gs.dinitial_state}}) {
+    EXPECT_TRUE(AllClose(*a, *b, {0, 0}));
+  }
+}
+
+// Packed documents (seq_idx from cu_seqlens) equal separate runs; the first document starts
+// from initial_state, the others from zero. Documents start at chunk boundaries (16, 32) too.
+void CheckPackedEqualsSeparate(Device device, DType dtype, int64_t chunk, double tol) {
+  Config c;
+  c.batch = 1, c.length = 70, c.chunk = chunk, c.heads = 4, c.groups = 2, c.head_dim = 5;
+  c.dstate = 6, c.dtype = dtype;
+  if (dtype != DType::kF64) c.head_dim = 16, c.dstate = 16;
+  ASSERT_OK_AND_ASSIGN(Operands cpu, MakeOperands(c, 11));
+  const std::vector<int64_t> starts = {0, 16, 17, 32, 51, 70};
+  std::vector<int64_t> cu(starts.begin(), starts.end());
+  ASSERT_OK_AND_ASSIGN(Tensor cu_seqlens, Tensor::FromVector(cu, {6}));
+  ASSERT_OK_AND_ASSIGN(Operands in, ToDevice(cpu, device));
+  ASSERT_OK_AND_ASSIGN(in.seq_idx, SeqIdxFromCuSeqlens(cu_seqlens, c.length, device));
+  ASSERT_OK_AND_ASSIGN(SsdResult packed, SsdForward(in));
+  for (size_t k = 0; k + 1 < starts.size(); ++k) {
+    SCOPED_TRACE(absl::StrCat("document ", k));
+    const int64_t t0 = starts[k], len = starts[k + 1] - t0;
+    Operands part = in;
+    part.seq_idx = Tensor();
+    if (k > 0) part.initial_state = Tensor();
+    for (Tensor* t : {&part.x, &part.dt, &part.z, &part.B, &part.C}) {
+      ASSERT_OK_AND_ASSIGN(*t, t->Narrow(1, t0, len));
+    }
+    ASSERT_OK_AND_ASSIGN(SsdResult r, SsdForward(part));
+    ASSERT_OK_AND_ASSIGN(Tensor y_part, packed.y.Narrow(1, t0, len));
+    EXPECT_TRUE(AllClose(r.y, y_part, {tol, tol}));
+    if (k + 2 == starts.size()) {
+      EXPECT_TRUE(AllClose(r.final_state, packed.final_state, {tol, tol}));
+    }
+  }
+}
+
+// Two calls, the second starting from the first's final state, equal one call.
+void CheckSplitEqualsWhole(Device device, DType dtype, int64_t split, double tol) {
+  Config c;
+  c.batch = 2, c.length = 67, c.chunk = 16, c.heads = 6, c.groups = 3, c.head_dim = 3;
+  c.dstate = 5, c.dtype = dtype, c.D_per_head_dim = true;
+  if (dtype != DType::kF64) c.head_dim = 32, c.dstate = 16;
+  ASSERT_OK_AND_ASSIGN(Operands cpu, MakeOperands(c, 21));
+  ASSERT_OK_AND_ASSIGN(Operands in, ToDevice(cpu, device));
+  ASSERT_OK_AND_ASSIGN(SsdResult whole, SsdForward(in));
+  Operands first = in, second = in;
+  for (Tensor* t : {&first.x, &first.dt, &first.z, &first.B, &first.C}) {
+    ASSERT_OK_AND_ASSIGN(*t, t->Narrow(1, 0, split));
+  }
+  for (Tensor* t : {&second.x, &second.dt, &second.z, &second.B, &second.C}) {
+    ASSERT_OK_AND_ASSIGN(*t, t->Narrow(1, split, c.length - split));
+  }
+  ASSERT_OK_AND_ASSIGN(SsdResult r1, SsdForward(first));
+  second.initial_state = r1.final_state;
+  ASSERT_OK_AND_ASSIGN(SsdResult r2, SsdForward(second));
+  ASSERT_OK_AND_ASSIGN(Tensor y1, whole.y.Narrow(1, 0, split));
+  ASSERT_OK_AND_ASSIGN(Tensor y2, whole.y.Narrow(1, split, c.length - split));
+  EXPECT_TRUE(AllClose(r1.y, y1, {tol, tol}));
+  if (IsHalf(dtype)) {
+    EXPECT_NEAR_NORM(r2.y, y2, 1e-2);  // a rounding of y apart at most
+  } else {
+    EXPECT_TRUE(AllClose(r2.y, y2, {tol, tol}));
+  }
+  EXPECT_TRUE(AllClose(r2.final_state, whole.final_state, {tol, tol}));
+}
+
+// SsdStateUpdate applied step by step equals the scan (each y_t is one column of it).
+void CheckStepEqualsScan(Device device, DType dtype, bool per_head_dim, double tol) {
+  Config c;
+  c.batch = 3, c.length = 13, c.heads = 4, c.groups = 2, c.head_dim = 5, c.dstate = 7;
+  c.dtype = dtype, c.D_per_head_dim = per_head_dim, c.dt_min = 0.1, c.dt_max = 1.0;
+  if (dtype != DType::kF64) c.head_dim = 16, c.dstate = 40;
+  ASSERT_OK_AND_ASSIGN(Operands cpu, MakeOperands(c, 31));
+  ASSERT_OK_AND_ASSIGN(Operands in, ToDevice(cpu, device));
+  ASSERT_OK_AND_ASSIGN(SsdResult scan, SsdForward(in));
+  ASSERT_OK_AND_ASSIGN(Tensor state, in.initial_state.Clone());
+  const SsdStepOptions step{c.softplus, c.dt_min, c.dt_max};
+  for (int64_t t = 0; t < c.length; ++t) {
+    ASSERT_OK_AND_ASSIGN(Tensor x, in.x.Select(1, t));
+    ASSERT_OK_AND_ASSIGN(Tensor dt, in.dt.Select(1, t));
+    ASSERT_OK_AND_ASSIGN(Tensor z, in.z.Select(1, t));
+    ASSERT_OK_AND_ASSIGN(Tensor B, in.B.Select(1, t));
+    ASSERT_OK_AND_ASSIGN(Tensor C, in.C.Select(1, t));
+    ASSERT_OK_AND_ASSIGN(Tensor y,
+                         SsdStateUpdate(state, x, dt, in.A, B, C, in.D, z, in.dt_bias, step));
+    ASSERT_OK_AND_ASSIGN(Tensor y_scan, scan.y.Select(1, t));
+    EXPECT_TRUE(AllClose(y, y_scan, {tol, tol})) << "t = " << t;
+  }
+  EXPECT_TRUE(AllClose(state, scan.final_state, {tol, tol}));
+}
+
+TEST(SsdForwardTest, PackedEqualsSeparate) {
+  CheckPackedEqualsSeparate(Device::Cpu(), DType::kF64, 16, 1e-12);
+  CheckPackedEqualsSeparate(Device::Cpu(), DType::kF64, 32, 1e-12);
+}
+TEST(SsdForwardTest, SplitEqualsWhole) {
+  CheckSplitEqualsWhole(Device::Cpu(), DType::kF64, 21, 1e-12);
+  CheckSplitEqualsWhole(Device::Cpu(), DType::kF64, 32, 1e-12);
+  CheckSplitEqualsWhole(Device::Cpu(), DType::kF32, 21, 2e-5);
+}
+TEST(SsdStateUpdateTest, StepsEqualTheScan) {
+  CheckStepEqualsScan(Device::Cpu(), DType::kF64, false, 1e-12);
+  CheckStepEqualsScan(Device::Cpu(), DType::kF64, true, 1e-12);
+  CheckStepEqualsScan(Device::Cpu(), DType::kF32, true, 2e-5);
+}
+
+TEST(SsdStateUpdateTest, StridedStateIsUpdatedInPlace) {
+  Config c;
+  c.batch = 2, c.length = 1, c.heads = 2, c.groups = 1, c.head_dim = 3, c.dstate = 4;
+  ASSERT_OK_AND_ASSIGN(Operands in, MakeOperands(c, 41));
+  ASSERT_OK_AND_ASSIGN(SsdResult scan, SsdForward(in));
+  // The state as a transposed view of a [B, H, N, P] buffer.
+  ASSERT_OK_AND_ASSIGN(Tensor buffer, in.initial_state.Transpose(2, 3));
+  ASSERT_OK_AND_ASSIGN(buffer, buffer.Contiguous());
+  ASSERT_OK_AND_ASSIGN(Tensor state, buffer.Transpose(2, 3));
+  ASSERT_OK_AND_ASSIGN(Tensor x, in.x.Select(1, 0));
+  ASSERT_OK_AND_ASSIGN(Tensor dt, in.dt.Select(1, 0));
+  ASSERT_OK_AND_ASSIGN(Tensor z, in.z.Select(1, 0));
+  ASSERT_OK_AND_ASSIGN(Tensor B, in.B.Select(1, 0));
+  ASSERT_OK_AND_ASSIGN(Tensor C, in.C.Select(1, 0));
+  ASSERT_OK_AND_ASSIGN(Tensor y, SsdStateUpdate(state, x, dt, in.A, B, C, in.D, z, in.dt_bias));
+  ASSERT_OK_AND_ASSIGN(Tensor y_scan, scan.y.Select(1, 0));
+  EXPECT_TRUE(AllClose(y, y_scan, {1e-12, 1e-12}));
+  EXPECT_TRUE(AllClose(state, scan.final_state, {1e-12, 1e-12}));
+}
+
+TEST(SsdForwardTest, LowPrecisionMatchesF64) {
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    SCOPED_TRACE(DTypeName(dtype));
+    Config c;
+    c.batch = 2, c.length = 50, c.heads = 4, c.groups = 2, c.head_dim = 8, c.dstate = 16;
+    c.dtype = dtype, c.has_seq = true;
+    ASSERT_OK_AND_ASSIGN(Operands in, MakeOperands(c, 7));
+    Operands in64 = in;  // the same (rounded) values in f64
+    for (Tensor* t : {&in64.x, &in64.dt, &in64.A, &in64.B, &in64.C, &in64.D, &in64.z,
+                      &in64.dt_bias, &in64.initial_state}) {
+      ASSERT_OK_AND_ASSIGN(*t, t->To(DType::kF64));
+    }
+    ASSERT_OK_AND_ASSIGN(SsdResult r, SsdForward(in));
+    ASSERT_OK_AND_ASSIGN(SsdResult r64, SsdForward(in64));
+    // The reference computes in f64 for every dtype: only the output rounding differs.
+    const double out_tol = dtype == DType::kF32 ? 1e-6 : 1e-2;
+    EXPECT_NEAR_NORM(r.y, r64.y, out_tol);
+    EXPECT_NEAR_NORM(r.final_state, r64.final_state, 1e-6);
+    ASSERT_OK_AND_ASSIGN(Tensor dy, RandomTensor(in.x.shape(), dtype, 8));
+    ASSERT_OK_AND_ASSIGN(Tensor dy64, dy.To(DType::kF64));
+    ASSERT_OK_AND_ASSIGN(SsdGrads g, SsdBackward(in, dy));
+    ASSERT_OK_AND_ASSIGN(SsdGrads g64, SsdBackward(in64, dy64));
+    EXPECT_NEAR_NORM(g.dx, g64.dx, out_tol);
+    EXPECT_NEAR_NORM(g.ddt, g64.ddt, out_tol);
+    EXPECT_NEAR_NORM(g.dB, g64.dB, out_tol);
+    EXPECT_NEAR_NORM(g.dC, g64.dC, out_tol);
+    EXPECT_NEAR_NORM(g.dz, g64.dz, out_tol);
+    EXPECT_NEAR_NORM(g.dA, g64.dA, 1e-6);
+    EXPECT_NEAR_NORM(g.dD, g64.dD, 1e-6);
+    EXPECT_NEAR_NORM(g.ddt_bias, g64.ddt_bias, 1e-6);
+    EXPECT_NEAR_NORM(g.dinitial_state, g64.dinitial_state, 1e-6);
+  }
+}
+
+TEST(SsdForwardTest, EmptyInputs) {
+  Config c;
+  c.length = 0;
+  ASSERT_OK_AND_ASSIGN(Operands in, MakeOperands(c, 3));
+  ASSERT_OK_AND_ASSIGN(SsdResult r, SsdForward(in));
+  EXPECT_EQ(r.y.numel(), 0);
+  EXPECT_TRUE(AllClose(r.final_state, in.initial_state, {0, 0}));
+  ASSERT_OK_AND_ASSIGN(Tensor dy, Tensor::Zeros(in.x.shape(), c.dtype));
+  ASSERT_OK_AND_ASSIGN(Tensor dfinal, RandomTensor(in.initial_state.shape(), DType::kF64, 4));
+  ASSERT_OK_AND_ASSIGN(SsdGrads g, SsdBackward(in, dy, dfinal));
+  EXPECT_TRUE(AllClose(g.dinitial_state, dfinal, {0, 0}));
+  EXPECT_EQ(Doubles(g.dA), std::vector<double>(c.heads, 0.0));
+  // P = 0 with L > 0: no output, the gradients of dt, B, C are zero.
+  Config p0;
+  p0.head_dim = 0;
+  ASSERT_OK_AND_ASSIGN(Operands in0, MakeOperands(p0, 5));
+  ASSERT_OK_AND_ASSIGN(SsdResult r0, SsdForward(in0));
+  EXPECT_EQ(r0.y.numel(), 0);
+  ASSERT_OK_AND_ASSIGN(Tensor dy0, Tensor::Zeros(in0.x.shape(), p0.dtype));
+  ASSERT_OK_AND_ASSIGN(SsdGrads g0, SsdBackward(in0, dy0));
+  EXPECT_EQ(Doubles(g0.dB), std::vector<double>(in0.B.numel(), 0.0));
+  EXPECT_EQ(Doubles(g0.ddt), std::vector<double>(in0.dt.numel(), 0.0));
+}
+
+TEST(SsdForwardTest, SeqIdxFromCuSeqlens) {
+  ASSERT_OK_AND_ASSIGN(Tensor cu, Tensor::FromVector(std::vector<int32_t>{0, 3, 3, 5, 7}, {5}));
+  ASSERT_OK_AND_ASSIGN(Tensor seq, SeqIdxFromCuSeqlens(cu, 7, Device::Cpu()));
+  EXPECT_EQ(seq.shape(), (Shape{1, 7}));
+  EXPECT_EQ(seq.dtype(), DType::kI32);
+  EXPECT_EQ(Doubles(seq), (std::vector<double>{0, 0, 0, 2, 2, 3, 3}));
+  ASSERT_OK_AND_ASSIGN(Tensor cu64, Tensor::FromVector(std::vector<int64_t>{0, 4}, {2}));
+  ASSERT_OK_AND_ASSIGN(Tensor one, SeqIdxFromCuSeqlens(cu64, 4, Device::Cpu()));
+  EXPECT_EQ(Doubles(one), (std::vector<double>{0, 0, 0, 0}));
+  EXPECT_STATUS_IS(SeqIdxFromCuSeqlens(cu, 8, Device::Cpu()), absl::StatusCode::kInvalidArgument,
+                   "cu_seqlens");
+  ASSERT_OK_AND_ASSIGN(Tensor bad, Tensor::FromVector(std::vector<int32_t>{0, 4, 2, 7}, {4}));
+  EXPECT_STATUS_IS(SeqIdxFromCuSeqlens(bad, 7, Device::Cpu()), absl::StatusCode::kInvalidArgument,
+                   "decreases");
+  ASSERT_OK_AND_ASSIGN(Tensor late, Tensor::FromVector(std::vector<int32_t>{1, 7}, {2}));
+  EXPECT_STATUS_IS(SeqIdxFromCuSeqlens(late, 7, Device::Cpu()),
+                   absl::StatusCode::kInvalidArgument, "start at 0");
+  ASSERT_OK_AND_ASSIGN(Tensor f, Tensor::FromDoubles({0, 7}, {2}, DType::kF32));
+  EXPECT_STATUS_IS(SeqIdxFromCuSeqlens(f, 7, Device::Cpu()), absl::StatusCode::kInvalidArgument,
+                   "cu_seqlens");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gradients of the autograd node
+
+std::vector<Tensor> InputList(const Operands& in) {
+  return {in.x, in.dt, in.A, in.B, in.C, in.D, in.z, in.dt_bias, in.initial_state};
+}
+
+TEST(SsdGradTest, GradCheckF64) {
+  struct Case {
+    std::string name;
+    Config config;
+  };
+  std::vector<Case> cases;
+  {
+    Case k{"every input, G = 2, seq_idx, clamp, L over two chunks", {}};
+    Config& c = k.config;
+    c.batch = 2, c.length = 19, c.heads = 4, c.groups = 2, c.head_dim = 3, c.dstate = 2;
+    c.has_seq = true, c.dt_min = 0.15, c.dt_max = 0.8;
+    cases.push_back(k);
+  }
+  {
+    Case k{"D per head dim, G = 1, no seq_idx", {}};
+    Config& c = k.config;
+    c.batch = 1, c.length = 18, c.heads = 2, c.groups = 1, c.head_dim = 2, c.dstate = 3;
+    c.D_per_head_dim = true;
+    cases.push_back(k);
+  }
+  {
+    Case k{"no optional input, no softplus, G = H = 3", {}};
+    Config& c = k.config;
+    c.batch = 1, c.length = 17, c.heads = 3, c.groups = 3, c.head_dim = 2, c.dstate = 2;
+    c.has_D = c.has_z = c.has_bias = c.has_init = false, c.softplus = false;
+    cases.push_back(k);
+  }
+  int index = 0;
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.name);
+    ASSERT_OK_AND_ASSIGN(Operands in, MakeOperands(k.config, 200 + 10 * index++));
+    const std::vector<Tensor> all = InputList(in);
+    std::vector<int> slot;  // which input each GradCheck argument is
+    std::vector<Tensor> args;
+    for (int i = 0; i < static_cast<int>(all.size()); ++i) {
+      if (all[i].defined()) {
+        slot.push_back(i);
+        args.push_back(all[i]);
+      }
+    }
+    GradCheckOptions options;
+    options.atol = 1e-7, options.rtol = 1e-5;
+    GradCheckResult r = GradCheck(
+        [&](const std::vector<Variable>& v) -> absl::StatusOr<Variable> {
+          std::vector<Variable> full(9);
+          for (size_t j = 0; j < slot.size(); ++j) full[slot[j]] = v[j];
+          LYRA_ASSIGN_OR_RETURN(SsdOutputs o, Ssd(full[0], full[1], full[2], full[3], full[4],
+                                                  full[5], full[6], full[7], full[8], in));
+          // y and final_state flattened into one output: both gradients are checked.
+          LYRA_ASSIGN_OR_RETURN(Variable y, autograd::Reshape(o.y, {-1}));
+          LYRA_ASSIGN_OR_RETURN(Variable f, autograd::Reshape(o.final_state, {-1}));
+          return autograd::Concat({y, f}, 0);
+        },
+        args, options);
+    EXPECT_TRUE(r.ok) << r.message;
+  }
+}
+
+TEST(SsdGradTest, GradientReachesEveryInputAndOnlyThoseRequiringIt) {
+  Config c;
+  c.batch = 2, c.length = 20, c.heads = 4, c.groups = 2, c.head_dim = 3, c.dstate = 4;
+  ASSERT_OK_AND_ASSIGN(Operands in, MakeOperands(c, 5));
+  const std::vector<Tensor> all = InputList(in);
+  for (int skip = -1; skip < 9; skip += 2) {
+    std::vector<Variable> v;
+    for (int i = 0; i < 9; ++i) v.push_back(Variable(all[i], /*requires_grad=*/i != skip));
+    ASSERT_OK_AND_ASSIGN(SsdOutputs o,
+                         Ssd(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], in));
+    ASSERT_OK_AND_ASSIGN(Variable sy, autograd::Sum(o.y));
+    ASSERT_OK_AND_ASSIGN(Variable sf, autograd::Sum(o.final_state));
+    ASSERT_OK_AND_ASSIGN(Variable s, autograd::Add(sy, sf));
+    ASSERT_OK(s.Backward());
+    for (int i = 0; i < 9; ++i) {
+      if (i == skip) {
+        EXPECT_FALSE(v[i].grad().defined()) << "input " << i;
+        continue;
+      }
+      ASSERT_TRUE(v[i].grad().defined()) << "input " << i;
+      EXPECT_EQ(v[i].grad().shape(), all[i].shape());
+      double norm = 0;
+      for (double x : Doubles(v[i].grad())) norm += std::abs(x);
+      EXPECT_GT(norm, 0) << "input " << i;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+TEST(SsdErrorsTest, RejectsBadArguments) {
+  Config c;
+  c.dtype = DType::kF32;
+  ASSERT_OK_AND_ASSIGN(const Operands good, MakeOperands(c, 1));
+  ASSERT_OK(SsdForward(good).status());
+  const auto expect_bad = [&](const Operands& in, absl::StatusCode code, const char* what) {
+    EXPECT_STATUS_IS(SsdForward(in), code, what);
+  };
+  {
+    Operands in = good;
+    ASSERT_OK_AND_ASSIGN(in.x, in.x.Select(0, 0));
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "x must be");
+  }
+  {
+    Operands in = good;
+    ASSERT_OK_AND_ASSIGN(in.dt, in.dt.Narrow(1, 0, 4));
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "dt");
+  }
+  {
+    Operands in = good;
+    ASSERT_OK_AND_ASSIGN(in.dt, in.dt.To(DType::kBF16));
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "dt");
+  }
+  {
+    Operands in = good;
+    ASSERT_OK_AND_ASSIGN(in.A, in.A.To(DType::kBF16));
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "A must be");
+  }
+  {
+    Operands in = good;  // G = 3 does not divide H = 4
+    ASSERT_OK_AND_ASSIGN(in.B, RandomTensor({2, 37, 3, 5}, DType::kF32, 1));
+    ASSERT_OK_AND_ASSIGN(in.C, RandomTensor({2, 37, 3, 5}, DType::kF32, 2));
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "G = 3");
+  }
+  {
+    Operands in = good;
+    ASSERT_OK_AND_ASSIGN(in.B, in.B.To(DType::kF16));
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "B must be");
+  }
+  {
+    Operands in = good;
+    ASSERT_OK_AND_ASSIGN(in.C, RandomTensor({2, 37, 2, 4}, DType::kF32, 2));
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "C (as B)");
+  }
+  {
+    Operands in = good;
+    ASSERT_OK_AND_ASSIGN(in.D, RandomTensor({4, 2}, DType::kF32, 3));
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "D ([H] or [H, P])");
+  }
+  {
+    Operands in = good;
+    ASSERT_OK_AND_ASSIGN(in.z, in.z.To(DType::kF64));
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "z");
+  }
+  {
+    Operands in = good;
+    ASSERT_OK_AND_ASSIGN(in.dt_bias, RandomTensor({3}, DType::kF32, 3));
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "dt_bias");
+  }
+  {
+    Operands in = good;
+    ASSERT_OK_AND_ASSIGN(in.initial_state, RandomTensor({2, 4, 3, 5}, DType::kBF16, 3));
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "initial_state");
+  }
+  {
+    Operands in = good;
+    ASSERT_OK_AND_ASSIGN(in.seq_idx, RandomTensor({2, 37}, DType::kF32, 3));
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "seq_idx");
+  }
+  {
+    Operands in = good;
+    in.A = Tensor();
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "SsdForward");
+  }
+  {
+    Operands in = good;
+    in.chunk = 48;
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "chunk Q = 48");
+    in.chunk = 512;
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "chunk Q = 512");
+  }
+  {
+    Operands in = good;
+    in.dt_min = 0.5, in.dt_max = 0.1;
+    expect_bad(in, absl::StatusCode::kInvalidArgument, "dt_min");
+  }
+  {
+    Config big = c;
+    big.dstate = 257, big.length = 2, big.has_init = false;
+    ASSERT_OK_AND_ASSIGN(Operands in, MakeOperands(big, 4));
+    expect_bad(in, absl::StatusCode::kUnimplemented, "257");
+    ASSERT_OK_AND_ASSIGN(Tensor dy, RandomTensor(in.x.shape(), DType::kF32, 5));
+    EXPECT_STATUS_IS(SsdBackward(in, dy), absl::StatusCode::kUnimplemented, "257");
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(Tensor dy, RandomTensor(good.x.shape(), DType::kBF16, 5));
+    EXPECT_STATUS_IS(SsdBackward(good, dy), absl::StatusCode::kInvalidArgument, "dy");
+    ASSERT_OK_AND_ASSIGN(Tensor dy32, RandomTensor(good.x.shape(), DType::kF32, 5));
+    ASSERT_OK_AND_ASSIGN(Tensor bad_final, RandomTensor({2, 4, 3, 4}, DType::kF32, 5));
+    EXPECT_STATUS_IS(SsdBackward(good, dy32, bad_final), absl::StatusCode::kInvalidArgument,
+                     "dfinal_state");
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(Tensor state, Tensor::Zeros({2, 4, 3, 5}, DType::kF32));
+    ASSERT_OK_AND_ASSIGN(Tensor x, RandomTensor({2, 4, 3}, DType::kF32, 1));
+    ASSERT_OK_AND_ASSIGN(Tensor dt, RandomTensor({2, 4}, DType::kF32, 1));
+    ASSERT_OK_AND_ASSIGN(Tensor B, RandomTensor({2, 2, 5}, DType::kF32, 2));
+    ASSERT_OK(SsdStateUpdate(state, x, dt, good.A, B, B, good.D, x, good.dt_bias).status());
+    ASSERT_OK_AND_ASSIGN(Tensor bad_B, RandomTensor({2, 3, 5}, DType::kF32, 2));
+    EXPECT_STATUS_IS(SsdStateUpdate(state, x, dt, good.A, bad_B, bad_B, good.D, x, good.dt_bias),
+                     absl::StatusCode::kInvalidArgument, "G = 3");
+    ASSERT_OK_AND_ASSIGN(Tensor bad_state, Tensor::Zeros({2, 4, 3, 5}, DType::kBF16));
+    EXPECT_STATUS_IS(
+        SsdStateUpdate(bad_state, x, dt, good.A, B, B, good.D, x, good.dt_bias),
+        absl::StatusCode::kInvalidArgument, "state");
+    EXPECT_STATUS_IS(SsdStateUpdate(state, x, x, good.A, B, B, good.D, x, good.dt_bias),
+                     absl::StatusCode::kInvalidArgument, "dt");
+    EXPECT_STATUS_IS(
+        SsdStateUpdate(state, x, dt, good.A, B, B, good.D, x, good.dt_bias, {true, 1.0, 0.5}),
+        absl::StatusCode::kInvalidArgument, "dt_min");
+  }
+}
+
+TEST(SsdErrorsTest, PredicatesRejectWhatTheKernelsCannotRun) {
+  Config c;
+  c.dtype = DType::kF32, c.head_dim = 4, c.dstate = 4;
+  ASSERT_OK_AND_ASSIGN(const Operands o, MakeOperands(c, 1));
+  ASSERT_OK_AND_ASSIGN(Outputs r, RunReference(c, o, true));
+  cuda::SsdParams p = ForwardParams(c, o);
+  p.y = r.y.data();
+  p.y_stride_b = r.y.stride(0), p.y_stride_l = r.y.stride(1), p.y_stride_h = r.y.stride(2);
+  p.y_stride_p = r.y.stride(3);
+  ASSERT_OK(cuda::SsdSupported(p, /*cuda=*/true));
+  cuda::SsdParams q = p;
+  q.x_stride_p = 2;
+  EXPECT_STATUS_IS(cuda::SsdSupported(q, true), absl::StatusCode::kUnimplemented, "unit stride");
+  ASSERT_OK(cuda::SsdSupported(q, false));
+  q = p;
+  q.initial_state_stride_p = 1, q.initial_state_stride_n = 4;
+  EXPECT_STATUS_IS(cuda::SsdSupported(q, true), absl::StatusCode::kUnimplemented, "contiguous");
+  q = p;
+  q.dtype = DType::kF64;
+  EXPECT_STATUS_IS(cuda::SsdSupported(q, true), absl::StatusCode::kUnimplemented, "f64");
+  q = p;
+  q.groups = 3;
+  EXPECT_STATUS_IS(cuda::SsdSupported(q, false), absl::StatusCode::kInvalidArgument, "G = 3");
+  q = p;
+  q.head_dim = 300;
+  EXPECT_STATUS_IS(cuda::SsdSupported(q, false), absl::StatusCode::kUnimplemented, "P = 300");
+  q = p;
+  q.y = nullptr;
+  EXPECT_STATUS_IS(cuda::SsdSupported(q, false), absl::StatusCode::kInvalidArgument, "required");
+  q = p;
+  q.batch = -1;
+  EXPECT_STATUS_IS(cuda::SsdSupported(q, false), absl::StatusCode::kInvalidArgument, "negative");
+  cuda::SsdBackwardParams bp;
+  bp.forward = p;
+  EXPECT_STATUS_IS(cuda::SsdBackwardSupported(bp, false), absl::StatusCode::kInvalidArgument,
+                   "gradient");
+}
+
+// ---------------------------------------------------------------------------------------------
+// CUDA, through the mamba/ssd.cc dispatch
+
+// Tolerances (norm-wise relative error) of CUDA vs the f64-accumulating CPU reference on the
+// same inputs: CUDA computes in f32 with 16-bit tensor-core products for f16 / bf16 operands
+// (and TF32 splits for f32); outputs are rounded to the dtype once.
+double OutTol(DType dtype) { return dtype == DType::kF32 ? 1e-4 : 2e-2; }
+double SumTol(DType dtype) { return dtype == DType::kF32 ? 1e-4 : 1e-2; }
+
+void CheckCudaMatchesCpu(const Config& c, uint64_t seed) {
+  SCOPED_TRACE(absl::StrCat(c.name, " ", DTypeName(c.dtype), " B=", c.batch, " L=", c.length,
+                            " H=", c.heads, " G=", c.groups, " P=", c.head_dim, " N=", c.dstate,
+                            " Q=", c.chunk, " D?", c.has_D, " D per p?", c.D_per_head_dim,
+                            " z?", c.has_z, " bias?", c.has_bias, " init?", c.has_init,
+                            " seq?", c.has_seq, " softplus=", c.softplus, " clamp ", c.dt_min,
+                            "..", c.dt_max));
+  const Device gpu = Device::Cuda(0);
+  ASSERT_OK_AND_ASSIGN(Operands cpu, MakeOperands(c, seed));
+  ASSERT_OK_AND_ASSIGN(Operands dev, ToDevice(cpu, gpu));
+  ASSERT_OK_AND_ASSIGN(SsdResult r_cpu, SsdForward(cpu));
+  ASSERT_OK_AND_ASSIGN(SsdResult r_gpu, SsdForward(dev));
+  EXPECT_NEAR_NORM(r_gpu.y, r_cpu.y, OutTol(c.dtype));
+  EXPECT_NEAR_NORM(r_gpu.final_state, r_cpu.final_state, SumTol(c.dtype));
+  ASSERT_TRUE(r_gpu.chunk_states.defined());
+  EXPECT_EQ(r_gpu.chunk_states.shape(),
+            (Shape{c.batch, cuda::SsdNumChunks(c.length, c.chunk), c.heads, c.head_dim,
+                   c.dstate}));
+
+  ASSERT_OK_AND_ASSIGN(Tensor dy, RandomTensor(cpu.x.shape(), c.dtype, seed + 50));
+  ASSERT_OK_AND_ASSIGN(Tensor dfinal, RandomTensor(r_cpu.final_state.shape(),
+                                                   r_cpu.final_state.dtype(), seed + 51));
+  ASSERT_OK_AND_ASSIGN(Tensor dy_gpu, dy.To(gpu));
+  ASSERT_OK_AND_ASSIGN(Tensor dfinal_gpu, dfinal.To(gpu));
+  ASSERT_OK_AND_ASSIGN(SsdGrads g_cpu, SsdBackward(cpu, dy, dfinal));
+  // With the saved chunk states, and without (the backward recomputes them).
+  ASSERT_OK_AND_ASSIGN(SsdGrads g_gpu, SsdBackward(dev, dy_gpu, dfinal_gpu, r_gpu.chunk_states));
+  ASSERT_OK_AND_ASSIGN(SsdGrads g_gpu2, SsdBackward(dev, dy_gpu, dfinal_gpu));
+  for (const SsdGrads* g : {&g_gpu, &g_gpu2}) {
+    EXPECT_NEAR_NORM(g->dx, g_cpu.dx, OutTol(c.dtype));
+    EXPECT_NEAR_NORM(g->ddt, g_cpu.ddt, OutTol(c.dtype) + SumTol(c.dtype));
+    EXPECT_NEAR_NORM(g->dB, g_cpu.dB, OutTol(c.dtype) + SumTol(c.dtype));
+    EXPECT_NEAR_NORM(g->dC, g_cpu.dC, OutTol(c.dtype) + SumTol(c.dtype));
+    EXPECT_NEAR_NORM(g->dA, g_cpu.dA, SumTol(c.dtype));
+    if (c.has_D) EXPECT_NEAR_NORM(g->dD, g_cpu.dD, SumTol(c.dtype));
+    if (c.has_z) EXPECT_NEAR_NORM(g->dz, g_cpu.dz, OutTol(c.dtype));
+    if (c.has_bias) EXPECT_NEAR_NORM(g->ddt_bias, g_cpu.ddt_bias, SumTol(c.dtype));
+    if (c.has_init) EXPECT_NEAR_NORM(g->dinitial_state, g_cpu.dinitial_state, SumTol(c.dtype));
+  }
+}
+
+TEST(SsdCudaTest, ForwardAndBackwardMatchReference) {
+  LYRA_REQUIRE_GPU();
+  int index = 0;
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    for (int64_t L : {1, 37, 256, 300}) {
+      for (int64_t P : {16, 64}) {
+        ++index;
+        Config c;
+        c.name = "grid";
+        c.dtype = dtype, c.length = L, c.head_dim = P;
+        c.dstate = index % 3 == 0 ? 128 : (index % 3 == 1 ? 16 : 64);
+        c.chunk = index % 2 ? 64 : (L > 200 ? 256 : 32);
+        c.groups = index % 4 == 0 ? 2 : 1;
+        c.heads = c.groups * (index % 2 ? 3 : 2);
+        c.batch = 2;
+        c.has_D = index % 4 != 1, c.D_per_head_dim = index % 5 == 0;
+        c.has_z = index % 5 != 2, c.has_bias = index % 3 != 1;
+        c.has_init = index % 2 == 0, c.has_seq = index % 3 == 2;
+        c.softplus = index % 7 != 3;
+        if (index % 6 == 1) c.dt_min = 0.05, c.dt_max = 0.5;
+        CheckCudaMatchesCpu(c, 1000 + 97 * index);
+      }
+    }
+  }
+}
+
+TEST(SsdCudaTest, RealConfigs) {
+  LYRA_REQUIRE_GPU();
+  Config c;
+  c.name = "mamba2-130m (a slice of its 24 heads)";  // P = 64, N = 128, G = 1, Q = 256
+  c.batch = 1, c.length = 300, c.heads = 4, c.groups = 1, c.head_dim = 64, c.dstate = 128;
+  c.chunk = 256, c.dtype = DType::kBF16, c.has_init = false;
+  CheckCudaMatchesCpu(c, 5);
+  c.name = "mamba2-130m packed, f32";
+  c.dtype = DType::kF32, c.has_seq = true, c.has_init = true, c.length = 200;
+  CheckCudaMatchesCpu(c, 6);
+  c.name = "codestral-like: G = 8, N = 128, P = 64 (2 heads per group)";
+  c.heads = 16, c.groups = 8, c.length = 130, c.dtype = DType::kBF16, c.has_seq = false;
+  CheckCudaMatchesCpu(c, 7);
+}
+
+TEST(SsdCudaTest, IdentitiesHoldOnCuda) {
+  LYRA_REQUIRE_GPU();
+  CheckPackedEqualsSeparate(Device::Cuda(0), DType::kF32, 16, 1e-4);
+  CheckPackedEqualsSeparate(Device::Cuda(0), DType::kF32, 32, 1e-4);
+  CheckSplitEqualsWhole(Device::Cuda(0), DType::kF32, 21, 1e-4);
+  CheckSplitEqualsWhole(Device::Cuda(0), DType::kF32, 32, 1e-4);
+  CheckStepEqualsScan(Device::Cuda(0), DType::kF32, false, 1e-4);
+  CheckStepEqualsScan(Device::Cuda(0), DType::kF32, true, 1e-4);
+}
+
+TEST(SsdCudaTest, StateUpdateMatchesCpu) {
+  LYRA_REQUIRE_GPU();
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    for (int64_t N : {1, 16, 37, 128}) {
+      SCOPED_TRACE(absl::StrCat(DTypeName(dtype), " N=", N));
+      Config c;
+      c.batch = 3, c.length = 1, c.heads = 6, c.groups = 2, c.head_dim = 17, c.dstate = N;
+      c.dtype = dtype, c.D_per_head_dim = N == 37, c.has_z = N != 16;
+      if (N == 128) c.dt_min = 0.1, c.dt_max = 0.6;
+      ASSERT_OK_AND_ASSIGN(Operands cpu, MakeOperands(c, 60 + N));
+      ASSERT_OK_AND_ASSIGN(Operands dev, ToDevice(cpu, Device::Cuda(0)));
+      const SsdStepOptions step{c.softplus, c.dt_min, c.dt_max};
+      std::vector<Tensor> ys;
+      std::vector<Tensor> states;
+      for (const Operands* in : {&cpu, &dev}) {
+        ASSERT_OK_AND_ASSIGN(Tensor state, in->initial_state.Clone());
+        ASSERT_OK_AND_ASSIGN(Tensor x, in->x.Select(1, 0));
+        ASSERT_OK_AND_ASSIGN(Tensor dt, in->dt.Select(1, 0));
+        ASSERT_OK_AND_ASSIGN(Tensor B, in->B.Select(1, 0));
+        ASSERT_OK_AND_ASSIGN(Tensor C, in->C.Select(1, 0));
+        Tensor z;
+        if (in->z.defined()) {
+          ASSERT_OK_AND_ASSIGN(z, in->z.Select(1, 0));
+        }
+        ASSERT_OK_AND_ASSIGN(Tensor y,
+                             SsdStateUpdate(state, x, dt, in->A, B, C, in->D, z, in->dt_bias,
+                                            step));
+        ys.push_back(y);
+        states.push_back(state);
+      }
+      EXPECT_NEAR_NORM(ys[1], ys[0], dtype == DType::kF32 ? 1e-5 : 1e-2);
+      EXPECT_NEAR_NORM(states[1], states[0], 1e-5);
+    }
+  }
+}
+
+TEST(SsdCudaTest, NonContiguousInputs) {
+  LYRA_REQUIRE_GPU();
+  Config c;
+  c.dtype = DType::kF32, c.batch = 2, c.length = 70, c.heads = 4, c.groups = 2;
+  c.head_dim = 32, c.dstate = 16, c.chunk = 32;
+  ASSERT_OK_AND_ASSIGN(Operands cpu, MakeOperands(c, 12));
+  ASSERT_OK_AND_ASSIGN(Operands dev, ToDevice(cpu, Device::Cuda(0)));
+  // x, z, B, C, initial_state with P / N not the innermost dimension: the tensor layer copies.
+  for (Tensor* t : {&dev.x, &dev.z, &dev.B, &dev.C, &dev.initial_state}) {
+    ASSERT_OK_AND_ASSIGN(Tensor tr, t->Transpose(1, 3));
+    ASSERT_OK_AND_ASSIGN(tr, tr.Contiguous());
+    ASSERT_OK_AND_ASSIGN(*t, tr.Transpose(1, 3));
+  }
+  ASSERT_OK_AND_ASSIGN(SsdResult r_cpu, SsdForward(cpu));
+  ASSERT_OK_AND_ASSIGN(SsdResult r_gpu, SsdForward(dev));
+  EXPECT_NEAR_NORM(r_gpu.y, r_cpu.y, OutTol(c.dtype));
+  EXPECT_NEAR_NORM(r_gpu.final_state, r_cpu.final_state, SumTol(c.dtype));
+  ASSERT_OK_AND_ASSIGN(Tensor dy, RandomTensor(cpu.x.shape(), DType::kF32, 13));
+  ASSERT_OK_AND_ASSIGN(Tensor dy_t, dy.Transpose(1, 3));
+  ASSERT_OK_AND_ASSIGN(dy_t, dy_t.Contiguous());
+  ASSERT_OK_AND_ASSIGN(dy_t, dy_t.To(Device::Cuda(0)));
+  ASSERT_OK_AND_ASSIGN(Tensor dy_gpu, dy_t.Transpose(1, 3));
+  ASSERT_OK_AND_ASSIGN(SsdGrads g_cpu, SsdBackward(cpu, dy));
+  ASSERT_OK_AND_ASSIGN(SsdGrads g_gpu, SsdBackward(dev, dy_gpu, {}, r_gpu.chunk_states));
+  EXPECT_NEAR_NORM(g_gpu.dx, g_cpu.dx, OutTol(c.dtype));
+  EXPECT_NEAR_NORM(g_gpu.dB, g_cpu.dB, OutTol(c.dtype) + SumTol(c.dtype));
+  EXPECT_NEAR_NORM(g_gpu.dinitial_state, g_cpu.dinitial_state, SumTol(c.dtype));
+}
+
+TEST(SsdCudaTest, AutogradMatchesCpu) {
+  LYRA_REQUIRE_GPU();
+  Config c;
+  c.dtype = DType::kF32, c.batch = 2, c.length = 90, c.heads = 4, c.groups = 2;
+  c.head_dim = 16, c.dstate = 16, c.chunk = 32, c.has_seq = true;
+  ASSERT_OK_AND_ASSIGN(Operands cpu, MakeOperands(c, 14));
+  ASSERT_OK_AND_ASSIGN(Operands dev, ToDevice(cpu, Device::Cuda(0)));
+  std::vector<std::vector<Tensor>> grads;
+  for (const Operands* in : {&cpu, &dev}) {
+    std::vector<Variable> v;
+    for (const Tensor& t : InputList(*in)) v.push_back(Variable(t, true));
+    ASSERT_OK_AND_ASSIGN(SsdOutputs o,
+                         Ssd(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], *in));
+    ASSERT_OK_AND_ASSIGN(Variable sy, autograd::Sum(o.y));
+    ASSERT_OK_AND_ASSIGN(Variable sf, autograd::Sum(o.final_state));
+    ASSERT_OK_AND_ASSIGN(Variable s, autograd::Add(sy, sf));
+    ASSERT_OK(s.Backward());
+    std::vector<Tensor> g;
+    for (const Variable& x : v) g.push_back(x.grad());
+    grads.push_back(g);
+  }
+  for (int i = 0; i < 9; ++i) {
+    SCOPED_TRACE(absl::StrCat("input ", i));
+    EXPECT_NEAR_NORM(grads[1][i], grads[0][i], 2e-4);
+  }
+}
+
+TEST(SsdCudaTest, RejectsF64AndMixedDevices) {
+  LYRA_REQUIRE_GPU();
+  Config c;
+  ASSERT_OK_AND_ASSIGN(Operands cpu, MakeOperands(c, 15));
+  ASSERT_OK_AND_ASSIGN(Operands dev, ToDevice(cpu, Device::Cuda(0)));
+  EXPECT_STATUS_IS(SsdForward(dev), absl::StatusCode::kUnimplemented, "f64");
+  Operands mixed = cpu;
+  ASSERT_OK_AND_ASSIGN(mixed.x, cpu.x.To(Device::Cuda(0)));
+  EXPECT_STATUS_IS(SsdForward(mixed), absl::StatusCode::kInvalidArgument, "device");
+}
+
 }  // namespace
-}  // namespace lyra
+}  // namespace lyra::mamba
