@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "autograd/ops.h"
+#include "mamba/mamba2_mixer.h"
 #include "base/status_macros.h"
 
 namespace lyra::mamba {
@@ -38,9 +39,15 @@ absl::StatusOr<std::unique_ptr<MambaBlock>> MambaBlock::Create(const MambaConfig
   LYRA_ASSIGN_OR_RETURN(std::unique_ptr<nn::RMSNorm> norm,
                         nn::RMSNorm::Create(config.hidden_size, config.layer_norm_epsilon));
   block->norm_ = block->RegisterModule("norm", std::move(norm));
-  LYRA_ASSIGN_OR_RETURN(std::unique_ptr<MambaMixer> mixer,
-                        MambaMixer::Create(config, gen, dtype, device));
-  block->mixer_ = block->RegisterModule("mixer", std::move(mixer));
+  if (config.version == 2) {
+    LYRA_ASSIGN_OR_RETURN(std::unique_ptr<Mamba2Mixer> mixer,
+                          Mamba2Mixer::Create(config, gen, dtype, device));
+    block->mixer_ = block->RegisterModule("mixer", std::move(mixer));
+  } else {
+    LYRA_ASSIGN_OR_RETURN(std::unique_ptr<MambaMixer> mixer,
+                          MambaMixer::Create(config, gen, dtype, device));
+    block->mixer_ = block->RegisterModule("mixer", std::move(mixer));
+  }
   // RMSNorm is created in f32 on the CPU; bring it to the block's dtype and device.
   if (dtype != DType::kF32) LYRA_RETURN_IF_ERROR(block->norm_->To(dtype));
   if (!device.is_cpu()) LYRA_RETURN_IF_ERROR(block->norm_->To(device));

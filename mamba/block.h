@@ -1,5 +1,6 @@
-// MambaBlock: a pre-norm residual block around a MambaMixer, with Hugging Face names
-// ("norm.weight", "mixer.*").
+// MambaBlock: a pre-norm residual block around the sequence mixer of the config's version
+// (MambaMixer for Mamba-1, Mamba2Mixer for Mamba-2), with Hugging Face names ("norm.weight",
+// "mixer.*"). transformers' Mamba2Block has the same structure as MambaBlock.
 //
 // mamba_ssm's fused formulation, which carries the residual stream separately:
 //   residual' = hidden + residual          (residual undefined in the first block: = hidden)
@@ -66,14 +67,15 @@ class MambaBlock : public nn::Module {
                                         MambaLayerState& state) const;
 
   const nn::RMSNorm& norm() const { return *norm_; }
-  const MambaMixer& mixer() const { return *mixer_; }
+  // The MambaMixer (version 1) or Mamba2Mixer (version 2).
+  const SequenceMixer& mixer() const { return *mixer_; }
 
  private:
   explicit MambaBlock(const MambaConfig& config) : Module("MambaBlock"), config_(config) {}
 
   MambaConfig config_;
   nn::RMSNorm* norm_ = nullptr;
-  MambaMixer* mixer_ = nullptr;
+  SequenceMixer* mixer_ = nullptr;
 };
 
 }  // namespace lyra::mamba

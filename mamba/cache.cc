@@ -19,16 +19,22 @@ absl::StatusOr<MambaCache> MambaCache::Zeros(const MambaConfig& config, int64_t 
                                                    DTypeName(conv_dtype), " is not floating"));
   }
   const DType state_dtype = conv_dtype == DType::kF64 ? DType::kF64 : DType::kF32;
+  // Mamba-1: conv over the D channels, state [B, D, N]. Mamba-2: conv over x, B and C
+  // (D + 2GN channels), state [B, H, P, N].
+  const bool v2 = config.version == 2;
+  const int64_t conv_channels =
+      v2 ? config.intermediate_size + 2 * config.n_groups * config.state_size
+         : config.intermediate_size;
+  const Shape ssm_shape =
+      v2 ? Shape{batch, config.num_heads, config.head_dim, config.state_size}
+         : Shape{batch, config.intermediate_size, config.state_size};
   MambaCache cache;
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     MambaLayerState s;
     LYRA_ASSIGN_OR_RETURN(
         s.conv_state,
-        Tensor::Zeros({batch, config.intermediate_size, config.conv_kernel - 1}, conv_dtype,
-                      device));
-    LYRA_ASSIGN_OR_RETURN(
-        s.ssm_state,
-        Tensor::Zeros({batch, config.intermediate_size, config.state_size}, state_dtype, device));
+        Tensor::Zeros({batch, conv_channels, config.conv_kernel - 1}, conv_dtype, device));
+    LYRA_ASSIGN_OR_RETURN(s.ssm_state, Tensor::Zeros(ssm_shape, state_dtype, device));
     cache.layers_.push_back(std::move(s));
   }
   return cache;

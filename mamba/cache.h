@@ -1,10 +1,14 @@
-// MambaCache: the inference state of a Mamba-1 language model for step-by-step decoding.
+// MambaCache: the inference state of a Mamba-1 or Mamba-2 language model for step-by-step
+// decoding.
 //
 // Per layer (dimension letters of mamba/README.md):
-//   conv_state [B, D, K-1]  the last K-1 inputs of the causal conv (the activation dtype: f32,
-//                           f16 / bf16 under autocast, f64 in an f64 model), oldest first;
-//   ssm_state  [B, D, N]    the selective-scan state x_{t} after the last token consumed
-//                           (f32; f64 in an f64 model).
+//   Mamba-1: conv_state [B, D, K-1]         the last K-1 inputs of the causal conv (the
+//                                           activation dtype: f32, f16 / bf16 under autocast,
+//                                           f64 in an f64 model), oldest first;
+//            ssm_state  [B, D, N]           the selective-scan state after the last token
+//                                           consumed (f32; f64 in an f64 model).
+//   Mamba-2: conv_state [B, D + 2GN, K-1]   the conv over x, B and C (conv_dim channels);
+//            ssm_state  [B, H, P, N]        the SSD state (f32; f64 in an f64 model).
 // A cache is filled by MambaForCausalLM::Prefill (from the parallel forward's final conv and
 // scan states) and advanced in place by MambaForCausalLM::Step. Unlike transformers'
 // MambaCache (whose conv state holds K columns), the conv state here holds exactly the K-1
@@ -29,8 +33,8 @@
 namespace lyra::mamba {
 
 struct MambaLayerState {
-  Tensor conv_state;  // [B, D, K-1]
-  Tensor ssm_state;   // [B, D, N]
+  Tensor conv_state;  // [B, D, K-1]; Mamba-2: [B, D + 2GN, K-1]
+  Tensor ssm_state;   // [B, D, N];   Mamba-2: [B, H, P, N]
   bool defined() const { return conv_state.defined() && ssm_state.defined(); }
 };
 

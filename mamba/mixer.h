@@ -54,7 +54,27 @@
 
 namespace lyra::mamba {
 
-class MambaMixer : public nn::Module {
+// What a MambaBlock holds: the Mamba-1 MambaMixer or the Mamba-2 Mamba2Mixer
+// (mamba/mamba2_mixer.h). Both map hidden states [B, L, M] -> [B, L, M] with the same state
+// protocol (MambaLayerState: conv and SSM states, shapes per version, see mamba/cache.h).
+class SequenceMixer : public nn::Module {
+ public:
+  using nn::Module::Module;
+
+  // h [B, L, M] -> [B, L, M] in the compute dtype. seq_idx: undefined or [B, L] i32.
+  // With `state` non-null: a defined state is the starting point (continuing a sequence; it
+  // receives no gradient) and on return `state` holds the conv and SSM states after the last
+  // token (the inference cache of this layer).
+  virtual absl::StatusOr<autograd::Variable> Forward(const autograd::Variable& h,
+                                                     const Tensor& seq_idx = Tensor(),
+                                                     MambaLayerState* state = nullptr) const = 0;
+
+  // One decoding step without autograd: h [B, M] -> [B, M]; `state` (defined) is advanced in
+  // place. Equals the next position of Forward with the same state.
+  virtual absl::StatusOr<Tensor> Step(const Tensor& h, MambaLayerState& state) const = 0;
+};
+
+class MambaMixer : public SequenceMixer {
  public:
   // Parameters initialised as transformers' MambaPreTrainedModel._init_weights: in_proj and
   // x_proj N(0, initializer_range) (biases 0); dt_proj.weight U(+-R^-0.5 * time_step_scale) (or
@@ -74,11 +94,11 @@ class MambaMixer : public nn::Module {
   // token (the inference cache of this layer).
   absl::StatusOr<autograd::Variable> Forward(const autograd::Variable& h,
                                              const Tensor& seq_idx = Tensor(),
-                                             MambaLayerState* state = nullptr) const;
+                                             MambaLayerState* state = nullptr) const override;
 
   // One decoding step without autograd: h [B, M] -> [B, M]; `state` (defined) is advanced in
   // place. Equals the next position of Forward with the same state.
-  absl::StatusOr<Tensor> Step(const Tensor& h, MambaLayerState& state) const;
+  absl::StatusOr<Tensor> Step(const Tensor& h, MambaLayerState& state) const override;
 
   const MambaConfig& config() const { return config_; }
   nn::Linear& in_proj() const { return *in_proj_; }
@@ -90,7 +110,8 @@ class MambaMixer : public nn::Module {
   const autograd::Variable& D() const { return D_; }
 
  private:
-  explicit MambaMixer(const MambaConfig& config) : Module("MambaMixer"), config_(config) {}
+  explicit MambaMixer(const MambaConfig& config)
+      : SequenceMixer("MambaMixer"), config_(config) {}
   absl::Status Init(Generator& gen, DType dtype, Device device);
 
   // A = -exp(A_log), D and the dt bias in the scan's parameter dtype for activations `act`.

@@ -132,7 +132,7 @@ absl::Status RunForward(const ForwardOptions& options) {
   LYRA_RETURN_IF_ERROR(CheckRunDType(options.dtype));
   if (options.dtype == DType::kF64 && !options.device.is_cpu()) {
     return absl::UnimplementedError(absl::StrCat(
-        "lyra forward: --dtype=f64 runs on the CPU only (the selective scan has no f64 CUDA "
+        "lyra forward: --dtype=f64 runs on the CPU only (the scans have no f64 CUDA "
         "kernel), got --device=", options.device.ToString()));
   }
   LYRA_ASSIGN_OR_RETURN(std::unique_ptr<mamba::MambaForCausalLM> model,

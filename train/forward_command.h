@@ -1,5 +1,6 @@
-// `lyra forward`: runs a Mamba checkpoint on token ids and writes the logits, the loss and
-// (optionally) every parameter's gradient, for parity checks against other implementations.
+// `lyra forward`: runs a Mamba-1 or Mamba-2 checkpoint on token ids and writes the logits, the
+// loss and (optionally) every parameter's gradient, for parity checks against other
+// implementations.
 //
 //   lyra forward --model=DIR --input=FILE.safetensors --out=FILE.safetensors
 //                [--device=cpu|cuda[:N]] [--dtype=f64|f32|bf16|f16] [--grads]
@@ -16,7 +17,8 @@
 // and metadata {"format": "pt", "command": "lyra forward", "dtype", "device", "model"}.
 //
 // Precision: --dtype=f64 / f32 load the weights in that dtype and run the whole model in it
-// (f64: CPU only, the selective scan has no f64 CUDA kernel). --dtype=bf16 / f16 load FP32 master
+// (f64: CPU only, the selective scan and the SSD have no f64 CUDA kernels). --dtype=bf16 / f16
+// load FP32 master
 // weights and run under nn::AutocastGuard(dtype), as a mixed-precision training step does; the
 // logits are cast to f32 before the loss (as transformers does) and the gradients arrive in f32.
 #ifndef LYRA_TRAIN_FORWARD_COMMAND_H_

@@ -191,8 +191,8 @@ TEST(MambaConfigTest, Errors) {
   EXPECT_STATUS_IS(MambaConfig::FromJson("{not json", "a/config.json"), kInvalid,
                    "a/config.json is not valid JSON");
   EXPECT_STATUS_IS(MambaConfig::FromJson("[1, 2]", "b.json"), kInvalid, "not a JSON object");
-  EXPECT_STATUS_IS(MambaConfig::FromJson(R"({"model_type": "mamba2", "hidden_size": 8})", "c.json"),
-                   kInvalid, "\"model_type\" in c.json is \"mamba2\"");
+  EXPECT_STATUS_IS(MambaConfig::FromJson(R"({"model_type": "jamba", "hidden_size": 8})", "c.json"),
+                   kInvalid, "\"model_type\" in c.json is \"jamba\"");
   EXPECT_STATUS_IS(MambaConfig::FromJson(R"({"model_type": 3})", "c.json"), kInvalid,
                    "\"model_type\" in c.json must be a string");
   EXPECT_STATUS_IS(MambaConfig::FromJson(R"({"vocab_size": 3})", "d.json"), kInvalid,
@@ -256,9 +256,9 @@ TEST(MambaConfigTest, Errors) {
       MambaConfig::FromJson("{" + base + R"(, "hidden_size": 8, "hidden_act": "gelu"})"),
       kUnimplemented, "hidden_act \"gelu\"");
   EXPECT_STATUS_IS(MambaConfig::FromJson(R"({"d_model": 8, "n_layer": 1, "vocab_size": 10,
-                                             "ssm_cfg": {"layer": "Mamba2"}})",
+                                             "ssm_cfg": {"layer": "Mamba3"}})",
                                          "l.json"),
-                   kUnimplemented, "\"Mamba2\"");
+                   kUnimplemented, "\"Mamba3\"");
   EXPECT_STATUS_IS(MambaConfig::FromJson(R"({"d_model": 8, "n_layer": 1, "vocab_size": 10,
                                              "d_intermediate": 32})"),
                    kUnimplemented, "d_intermediate");
