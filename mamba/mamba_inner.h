@@ -9,21 +9,38 @@
 //   y      = SelectiveScan(xc, delta, A = -exp(A_log), B, C, D, z, delta_bias, softplus)
 //   out    = y out_projᵀ (+ out_proj bias)                   [B, L, M]
 //
-// The forward keeps only its inputs (xz and the weights): in the backward it recomputes xc,
-// x_dbl, delta and y (cheap next to storing [B, L, D]-sized intermediates), then runs the scan,
-// conv and matmul backwards. Gradients go to every input that requires grad — xz and each weight —
-// so an adapter whose effective weight is passed here (W + B·A as a Variable) is trained through
-// the fused path: nothing reads a base weight behind the caller's back.
+// LoRA adapters (nn/lora/lora_factors.h) on x_proj, dt_proj and out_proj act INSIDE the node,
+// from their factors A [r, in], B [out, r] (never a merged weight), with s = factors->scale:
+//   x_dbl += s · (drop(xc) A_xᵀ) B_xᵀ       one adapter for dt, B and C together: the x_proj
+//                                           adapter ties the adaptation of Δ, B and C (the
+//                                           paper's Theorem 3)
+//   delta += s · (drop(dt) A_dtᵀ) B_dtᵀ     (dt_proj's bias stays the scan's delta_bias)
+//   out   += s · (drop(y) A_oᵀ) B_oᵀ
+// and A, B receive their gradients (dB = s · gᵀ (drop(x) Aᵀ), dA = s · (g B)ᵀ drop(x)), as does
+// the adapter's input. The factors are read through nn::ComputeWeight (cast to xz's dtype), so
+// FP32 masters train under f16 / bf16 autocast. Dropout (inverted, probability
+// factors->dropout) acts while factors->training: each forward reserves the mask's Philox blocks
+// from factors->generator once (ceil(rows · in / 4) blocks, in the order x_proj, dt_proj,
+// out_proj: the order the composed mixer draws its masks) and the backward regenerates the same
+// mask from that position. The mask equals nn::functional::Dropout's at the same generator state
+// on a [B, L, in] input (element (b, l, i) row-major), so fused and composed runs agree.
+//
+// The forward keeps only its inputs (xz, the weights and factors, the masks' Philox positions):
+// in the backward it recomputes xc, x_dbl, delta and y (cheap next to storing [B, L, D]-sized
+// intermediates), then runs the scan, conv and matmul backwards. Gradients go to every input
+// that requires grad — xz, each weight and each factor — so nothing reads a base weight behind
+// the caller's back, and an adapter always changes the output.
 //
 // dtypes: xz and the matmul / conv weights in one compute dtype (f32, f16, bf16; f64 on the CPU);
-// under nn::AutocastGuard the caller passes nn::ComputeWeight copies. A_log, D and dt_proj's bias
-// are f32 (f64 with f64), the scan state f32. Shapes are checked; a mismatch is InvalidArgument
-// naming the weight.
+// under nn::AutocastGuard the caller passes nn::ComputeWeight copies (the node casts the LoRA
+// factors itself). A_log, D and dt_proj's bias are f32 (f64 with f64), the scan state f32.
+// Shapes are checked; a mismatch is InvalidArgument naming the weight (or the adapter).
 #ifndef LYRA_MAMBA_MAMBA_INNER_H_
 #define LYRA_MAMBA_MAMBA_INNER_H_
 
 #include "absl/status/statusor.h"
 #include "autograd/variable.h"
+#include "nn/lora/lora_factors.h"
 #include "tensor/tensor.h"
 
 namespace lyra::mamba {
@@ -38,6 +55,10 @@ struct MambaInnerWeights {
   autograd::Variable D;                // [D] f32
   autograd::Variable out_proj_weight;  // [M, D]
   autograd::Variable out_proj_bias;    // [M] or undefined
+  // Active adapters (not owned; null: none). Their A / B may be FP32 masters (cast here).
+  const nn::LoraFactors* x_proj_lora = nullptr;   // A [r, D], B [R + 2N, r]
+  const nn::LoraFactors* dt_proj_lora = nullptr;  // A [r, R], B [D, r]
+  const nn::LoraFactors* out_proj_lora = nullptr; // A [r, D], B [M, r]
 };
 
 // xz [B, L, 2D] -> [B, L, M]. seq_idx [B, L] i32 (optional) resets the conv taps and the scan

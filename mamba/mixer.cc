@@ -13,6 +13,8 @@
 #include "nn/autocast.h"
 #include "nn/functional_linear.h"
 #include "nn/init.h"
+#include "nn/lora/lora_factors.h"
+#include "nn/lora/lora_layer.h"
 #include "tensor/elementwise.h"
 
 namespace lyra::mamba {
@@ -156,6 +158,11 @@ absl::StatusOr<Variable> MambaMixer::ForwardFused(const Variable& h,
       LYRA_ASSIGN_OR_RETURN(*v, autograd::Cast(*v, xz.dtype()));
     }
   }
+  // Active LoRA adapters act inside the fused node, from their factors (in_proj's acted in
+  // in_proj_->Forward above).
+  w.x_proj_lora = x_proj_->active_lora();
+  w.dt_proj_lora = dt_proj_->active_lora();
+  w.out_proj_lora = out_proj_->active_lora();
   return MambaInner(xz, w, seq_idx);
 }
 
@@ -196,9 +203,14 @@ absl::StatusOr<Variable> MambaMixer::Forward(const Variable& h, const Tensor& se
   LYRA_ASSIGN_OR_RETURN(Variable c_bnl, autograd::Transpose(c_bln, 1, 2));
 
   // delta = dt_proj.weight @ dt: [B, L, D] -> [B, D, L]; the bias is the scan's delta_bias.
+  // dt_proj's weight is applied here rather than through dt_proj_->Forward (which would add the
+  // bias), so its active adapter is added here too.
   LYRA_ASSIGN_OR_RETURN(Variable dt_weight, nn::ComputeWeight(dt_proj_->weight()));
   LYRA_ASSIGN_OR_RETURN(Variable dt_in, nn::ComputeInput(dt));
   LYRA_ASSIGN_OR_RETURN(Variable delta_bld, nn::functional::Linear(dt_in, dt_weight));
+  if (const nn::LoraFactors* lora = dt_proj_->active_lora(); lora != nullptr) {
+    LYRA_ASSIGN_OR_RETURN(delta_bld, nn::AddLoraLinear(delta_bld, dt_in, *lora));
+  }
   LYRA_ASSIGN_OR_RETURN(Variable delta, autograd::Transpose(delta_bld, 1, 2));
 
   // 4. The selective scan, gated by silu(z), with the skip term D.
@@ -252,6 +264,9 @@ absl::StatusOr<Tensor> MambaMixer::Step(const Tensor& h, MambaLayerState& state)
   LYRA_ASSIGN_OR_RETURN(Variable dt_weight, nn::ComputeWeight(dt_proj_->weight()));
   LYRA_ASSIGN_OR_RETURN(Variable dt_in, nn::ComputeInput(Variable(dt)));
   LYRA_ASSIGN_OR_RETURN(Variable delta, nn::functional::Linear(dt_in, dt_weight));  // [B, D]
+  if (const nn::LoraFactors* lora = dt_proj_->active_lora(); lora != nullptr) {
+    LYRA_ASSIGN_OR_RETURN(delta, nn::AddLoraLinear(delta, dt_in, *lora));
+  }
 
   LYRA_ASSIGN_OR_RETURN(ScanParams p, ScanParameters(u.dtype()));
   if (state.ssm_state.dtype() != ParamDType(u.dtype())) {
