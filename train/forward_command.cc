@@ -15,6 +15,8 @@
 #include "mamba/checkpoint.h"
 #include "nn/autocast.h"
 #include "nn/cross_entropy.h"
+#include "nn/lora/lora.h"
+#include "nn/lora/peft_io.h"
 #include "tensor/safetensors.h"
 
 namespace lyra::train {
@@ -64,8 +66,9 @@ absl::StatusOr<DType> ParseForwardDType(absl::string_view name) {
       absl::StrCat("lyra forward: --dtype must be f64, f32, bf16 or f16, got '", name, "'"));
 }
 
-absl::StatusOr<ForwardOutputs> ComputeForward(mamba::MambaForCausalLM& model,
-                                              const Tensor& input_ids, DType dtype, bool grads) {
+absl::StatusOr<ForwardOutputs> ComputeForward(
+    mamba::MambaForCausalLM& model, const Tensor& input_ids, DType dtype, bool grads,
+    const std::vector<std::pair<std::string, autograd::Variable>>* grad_parameters) {
   LYRA_RETURN_IF_ERROR(CheckRunDType(dtype));
   if (!input_ids.defined() || !IsInteger(input_ids.dtype()) || input_ids.dim() != 2 ||
       input_ids.size(1) < 2) {
@@ -107,7 +110,8 @@ absl::StatusOr<ForwardOutputs> ComputeForward(mamba::MambaForCausalLM& model,
   LYRA_ASSIGN_OR_RETURN(Tensor loss_host, ToHost(loss.data(), out_dtype));
   LYRA_ASSIGN_OR_RETURN(out.loss, loss_host.Reshape({1}));
   if (grads) {
-    for (const auto& [name, param] : model.NamedParameters()) {
+    for (const auto& [name, param] :
+         grad_parameters != nullptr ? *grad_parameters : model.NamedParameters()) {
       Tensor grad = param.grad();
       if (!grad.defined()) {
         // Not reached by the loss: its gradient is zero.
@@ -138,21 +142,31 @@ absl::Status RunForward(const ForwardOptions& options) {
   LYRA_ASSIGN_OR_RETURN(std::unique_ptr<mamba::MambaForCausalLM> model,
                         mamba::LoadMamba(options.model_dir, options.device,
                                          WeightDType(options.dtype)));
+  std::vector<std::pair<std::string, Variable>> adapter_params;
+  if (!options.adapter_dir.empty()) {
+    LYRA_RETURN_IF_ERROR(nn::LoadLoraAdapter(*model, options.adapter_dir, "default",
+                                             /*trainable=*/options.grads)
+                             .status());
+    adapter_params = nn::PeftAdapterParameters(*model, "default");
+  }
   LYRA_ASSIGN_OR_RETURN(SafetensorsContents input, ReadSafetensors(options.input_path));
   LYRA_ASSIGN_OR_RETURN(Tensor input_ids, input.Get("input_ids"));
-  LYRA_ASSIGN_OR_RETURN(ForwardOutputs out,
-                        ComputeForward(*model, input_ids, options.dtype, options.grads));
+  LYRA_ASSIGN_OR_RETURN(
+      ForwardOutputs out,
+      ComputeForward(*model, input_ids, options.dtype, options.grads,
+                     options.adapter_dir.empty() ? nullptr : &adapter_params));
 
   std::vector<std::pair<std::string, Tensor>> tensors = {{"logits", out.logits},
                                                          {"loss", out.loss}};
   for (auto& entry : out.grads) tensors.push_back(std::move(entry));
-  const std::map<std::string, std::string> metadata = {
+  std::map<std::string, std::string> metadata = {
       {"format", "pt"},
       {"command", "lyra forward"},
       {"dtype", std::string(DTypeName(options.dtype))},
       {"device", options.device.ToString()},
       {"model", options.model_dir},
   };
+  if (!options.adapter_dir.empty()) metadata["adapter"] = options.adapter_dir;
   return WriteSafetensors(options.output_path, tensors, metadata);
 }
 

@@ -1,7 +1,7 @@
 // lyra: the command-line entry point, one subcommand per job.
 //
 //   lyra forward --model=DIR --input=FILE.safetensors --out=FILE.safetensors
-//                [--device=cpu|cuda[:N]] [--dtype=f64|f32|bf16|f16] [--grads]
+//                [--device=cpu|cuda[:N]] [--dtype=f64|f32|bf16|f16] [--grads] [--adapter=DIR]
 //   lyra help [COMMAND]
 //
 // Exit codes: 0 success; 1 the command ran and failed (its Status is printed: a missing file is
@@ -34,6 +34,9 @@ ABSL_FLAG(std::string, out, "", "safetensors file to write (logits, loss, gradie
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N");
 ABSL_FLAG(std::string, dtype, "f32", "f64, f32, bf16 or f16 (bf16/f16: FP32 weights, autocast)");
 ABSL_FLAG(bool, grads, false, "also write d loss / d parameter for every parameter");
+ABSL_FLAG(std::string, adapter, "",
+          "PEFT LoRA adapter directory to load onto the model (--grads: adapter gradients only, "
+          "under PEFT's keys)");
 
 namespace {
 
@@ -54,8 +57,9 @@ const std::vector<Command>& Commands() {
   static const std::vector<Command> commands = {
       {"forward", "run a Mamba checkpoint on token ids: logits, loss and gradients",
        "lyra forward --model=DIR --input=FILE.safetensors --out=FILE.safetensors\n"
-       "             [--device=cpu|cuda[:N]] [--dtype=f64|f32|bf16|f16] [--grads]",
-       {"model", "input", "out", "device", "dtype", "grads"}, &RunForwardCommand},
+       "             [--device=cpu|cuda[:N]] [--dtype=f64|f32|bf16|f16] [--grads]\n"
+       "             [--adapter=DIR]",
+       {"model", "input", "out", "device", "dtype", "grads", "adapter"}, &RunForwardCommand},
   };
   return commands;
 }
@@ -160,6 +164,7 @@ int RunForwardCommand() {
   options.input_path = absl::GetFlag(FLAGS_input);
   options.output_path = absl::GetFlag(FLAGS_out);
   options.grads = absl::GetFlag(FLAGS_grads);
+  options.adapter_dir = absl::GetFlag(FLAGS_adapter);
   for (const char* required : {"model", "input", "out"}) {
     if (absl::FindCommandLineFlag(required)->CurrentValue().empty()) {
       return UsageError(command, absl::StrCat("--", required, " is required"));
@@ -179,8 +184,9 @@ int RunForwardCommand() {
     absl::FPrintF(stderr, "lyra forward: %s\n", status.ToString());
     return kExitFailure;
   }
-  absl::PrintF("lyra forward: wrote %s (%s on %s%s)\n", options.output_path,
+  absl::PrintF("lyra forward: wrote %s (%s on %s%s%s)\n", options.output_path,
                absl::GetFlag(FLAGS_dtype), options.device.ToString(),
+               options.adapter_dir.empty() ? "" : ", adapter " + options.adapter_dir,
                options.grads ? ", with gradients" : "");
   return 0;
 }
