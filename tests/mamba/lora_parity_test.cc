@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -23,6 +25,8 @@
 #include "mamba/model.h"
 #include "nn/lora/lora.h"
 #include "nn/lora/peft_io.h"
+#include "tensor/random.h"
+#include "tensor/safetensors.h"
 #include "tensor/tensor.h"
 #include "tests/fixtures/lora/lora_fixtures.h"
 #include "tests/fixtures/mamba/mamba_fixtures.h"
@@ -126,6 +130,65 @@ TEST(LoraParityTest, CudaMatchesCpuF32) {
     // And both against PEFT's float64.
     EXPECT_TRUE(NormwiseClose("logits vs PEFT", gpu.logits, expected.logits, 1e-5));
   }
+}
+
+// The reverse direction (tools/fixtures/check_lyra_adapter_in_peft.py): a Lyra model with an SLL
+// rsLoRA adapter whose factors are random and non-zero, saved with SaveMamba and
+// SaveLoraAdapter, and Lyra's f64 logits for fixed ids, into
+//   <dir>/base/, <dir>/adapter/, <dir>/expected.safetensors (input_ids I64, logits F64)
+// with <dir> = $LYRA_LORA_EXPORT_DIR when set (the folder to hand to the Python check), else a
+// temporary folder. Lyra reloads what it wrote (LoadMamba + LoadLoraAdapter) and must reproduce
+// its own logits exactly: the save is lossless.
+TEST(LoraParityTest, ExportsAnAdapterForPeft) {
+  std::string dir;
+  if (const char* env = std::getenv("LYRA_LORA_EXPORT_DIR"); env != nullptr && *env != '\0') {
+    dir = env;
+  } else {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/lyra_lora_export";
+  }
+  MambaConfig c;
+  c.vocab_size = 40;
+  c.hidden_size = 16;
+  c.state_size = 4;
+  c.num_hidden_layers = 2;
+  c.expand = 2;
+  c.intermediate_size = 32;
+  c.conv_kernel = 4;
+  c.time_step_rank = 3;
+  c.use_bias = true;
+  c.use_conv_bias = true;
+  c.tie_word_embeddings = true;
+  Generator gen(11);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<MambaForCausalLM> model,
+                       MambaForCausalLM::Create(c, gen, DType::kF64));
+  ASSERT_OK(SaveMamba(*model, dir + "/base"));
+  ASSERT_OK_AND_ASSIGN(nn::LoraConfig config, nn::LoraConfig::Preset("sll", 1));
+  config.r = 3;
+  config.lora_alpha = 5;
+  config.use_rslora = true;
+  ASSERT_OK(nn::InjectLora(*model, config, gen).status());
+  uint64_t seed = 900;
+  for (auto& [key, p] : nn::PeftAdapterParameters(*model, config.adapter_name)) {
+    ASSERT_OK_AND_ASSIGN(Tensor v,
+                         ::lyra::testing::RandomTensor(p.shape(), p.dtype(), ++seed, -0.5, 0.5));
+    ASSERT_OK(p.data().CopyFrom(v));
+  }
+  model->Eval();
+  ASSERT_OK(nn::SaveLoraAdapter(*model, config, dir + "/adapter"));
+  ASSERT_OK_AND_ASSIGN(Tensor ids, RandInt({2, 9}, 0, c.vocab_size, DType::kI64, Device::Cpu(),
+                                           gen));
+  ASSERT_OK_AND_ASSIGN(Variable logits, model->Forward(ids));
+  ASSERT_OK(WriteSafetensors(dir + "/expected.safetensors",
+                             {{"input_ids", ids}, {"logits", logits.data()}},
+                             {{"generator", "tests/mamba/lora_parity_test.cc"}}));
+
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<MambaForCausalLM> reloaded,
+                       LoadMamba(dir + "/base", Device::Cpu(), DType::kF64));
+  ASSERT_OK(nn::LoadLoraAdapter(*reloaded, dir + "/adapter").status());
+  ASSERT_OK_AND_ASSIGN(Variable again, reloaded->Forward(ids));
+  EXPECT_TRUE(NormwiseClose("reloaded logits", again.data(), logits.data(), 0));
+  std::printf("adapter for the PEFT check written to %s\n", dir.c_str());
 }
 
 }  // namespace
