@@ -1,5 +1,5 @@
 // Host entry points of the Mamba-2 SSD forward (cuda/ssd.h; the chunked kernels are in
-// ssd_forward_kernels.cuh), and version 1 of the forward, kept as the benchmark's baseline
+// ssd_forward_kernels.cuh, whose dtype-independent state-passing step is defined here), and version 1 of the forward, kept as the benchmark's baseline
 // (SsdSequentialCuda): the recurrence of cuda/ssd.h stepped one time step at a time.
 //
 //   grid (ceil(P / 4), H, B), 128 threads: warp w owns head-dim row p = 4 blockIdx.x + w of
@@ -21,6 +21,7 @@
 #include "cuda/device_types.cuh"
 #include "cuda/ssd.h"
 #include "cuda/ssd_common.cuh"
+#include "cuda/ssd_forward_kernels.cuh"
 
 namespace lyra::cuda {
 namespace {
@@ -147,12 +148,58 @@ absl::Status CheckGrid(const SsdParams& p, absl::string_view op) {
 
 }  // namespace
 
+namespace ssd {
+
+namespace {
+
+// Step 2 of the chunked forward (ssd_forward_kernels.cuh): a thread per state element (p, n) of
+// (b, h) walks the chunks, in place over the state workspace (B, n_chunks, H, P, N): local
+// states in, entering states (chunk_states) out; the last passed state is final_state.
+__global__ void __launch_bounds__(kThreads)
+    SsdStatePassingKernel(const SsdParams p, float* states, const float* chunk_decay) {
+  const int64_t H = p.heads, P = p.head_dim, N = p.dstate, PN = P * N;
+  const int64_t n_chunks = (p.length + p.chunk - 1) / p.chunk;
+  const int64_t e = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
+  if (e >= PN) return;
+  const int64_t b = blockIdx.y / H, h = blockIdx.y % H, pr = e / N, n = e % N;
+  const float* init = static_cast<const float*>(p.initial_state);
+  float s = init != nullptr ? init[b * p.initial_state_stride_b + h * p.initial_state_stride_h +
+                                   pr * p.initial_state_stride_p + n * p.initial_state_stride_n]
+                            : 0.f;
+  float* st = states + (b * n_chunks * H + h) * PN + e;
+  const float* decay = chunk_decay + b * n_chunks * H + h;
+  const int64_t step = H * PN;
+#pragma unroll 4
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    const float local = st[c * step];
+    st[c * step] = s;
+    s = fmaf(decay[c * H], s, local);
+  }
+  if (p.final_state != nullptr) {
+    static_cast<float*>(p.final_state)[b * p.final_state_stride_b + h * p.final_state_stride_h +
+                                       pr * p.final_state_stride_p + n * p.final_state_stride_n] = s;
+  }
+}
+
+}  // namespace
+
+absl::Status LaunchStatePassing(const SsdParams& p, float* states, const float* chunk_decay,
+                                cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((p.head_dim * p.dstate + kThreads - 1) / kThreads),
+                  static_cast<unsigned>(p.batch * p.heads));
+  SsdStatePassingKernel<<<grid, kThreads, 0, stream>>>(p, states, chunk_decay);
+  LYRA_CUDA_RETURN_IF_LAUNCH_ERROR("SsdStatePassingKernel");
+  return absl::OkStatus();
+}
+
+}  // namespace ssd
+
 absl::Status SsdCuda(const SsdParams& p, cudaStream_t stream) {
   LYRA_RETURN_IF_ERROR(SsdSupported(p, /*cuda=*/true));
   if (p.batch == 0 || p.length == 0 || p.heads == 0 || p.head_dim == 0) return absl::OkStatus();
   LYRA_RETURN_IF_ERROR(CheckGrid(p, "SsdCuda"));
   return DispatchSsdDType(p.dtype, "SsdCuda", [&]<typename T>() {
-    return SequentialTyped<T>(p, stream);
+    return SsdForwardFor(T(), p, stream);
   });
 }
 
