@@ -19,7 +19,11 @@ absl::Status SsdBackwardSequentialCuda(const SsdBackwardParams& p, cudaStream_t 
 }
 
 absl::Status SsdBackwardCuda(const SsdBackwardParams& p, cudaStream_t stream) {
-  return SsdBackwardSequentialCuda(p, stream);
+  LYRA_RETURN_IF_ERROR(SsdBackwardSupported(p, /*cuda=*/true));
+  if (Empty(p.forward)) return absl::OkStatus();
+  return DispatchSsdBackwardDType(p.forward.dtype, "SsdBackwardCuda", [&]<typename T>() {
+    return SsdBackwardChunkedFor(T(), p, stream);
+  });
 }
 
 }  // namespace lyra::cuda

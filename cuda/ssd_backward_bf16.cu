@@ -7,4 +7,8 @@ absl::Status SsdBackwardSequentialFor(BFloat16, const SsdBackwardParams& p, cuda
   return ssd_bwd::SequentialBackwardTyped<BFloat16>(p, stream);
 }
 
+absl::Status SsdBackwardChunkedFor(BFloat16, const SsdBackwardParams& p, cudaStream_t stream) {
+  return ssd_bwd::ChunkedBackwardTyped<BFloat16>(p, stream);
+}
+
 }  // namespace lyra::cuda

@@ -7,4 +7,8 @@ absl::Status SsdBackwardSequentialFor(Float16, const SsdBackwardParams& p, cudaS
   return ssd_bwd::SequentialBackwardTyped<Float16>(p, stream);
 }
 
+absl::Status SsdBackwardChunkedFor(Float16, const SsdBackwardParams& p, cudaStream_t stream) {
+  return ssd_bwd::ChunkedBackwardTyped<Float16>(p, stream);
+}
+
 }  // namespace lyra::cuda

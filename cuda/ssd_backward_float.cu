@@ -7,4 +7,8 @@ absl::Status SsdBackwardSequentialFor(float, const SsdBackwardParams& p, cudaStr
   return ssd_bwd::SequentialBackwardTyped<float>(p, stream);
 }
 
+absl::Status SsdBackwardChunkedFor(float, const SsdBackwardParams& p, cudaStream_t stream) {
+  return ssd_bwd::ChunkedBackwardTyped<float>(p, stream);
+}
+
 }  // namespace lyra::cuda

@@ -38,9 +38,12 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_types.cuh"
 #include "cuda/ssd.h"
+#include "cuda/ssd_common.cuh"
 
 namespace lyra::cuda {
 namespace ssd_bwd {
+
+namespace wmma = ::nvcuda::wmma;
 
 // dt' and the factor d dt' / d dt (0 where the clamp is active).
 struct DtPrime {
@@ -111,6 +114,7 @@ struct Partials {
   float* dbias = nullptr;  // (R, H)
   float* dD = nullptr;     // (R, H, P)
   int64_t rows = 0;        // R
+  int64_t length = 0;      // the L extent of dB / dC (L, or L rounded up to whole chunks)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -276,7 +280,7 @@ __global__ void __launch_bounds__(kSeqThreads)
           db += sx[pp] * adj[pp * N + nn];
           dc += sdout[pp] * cur[pp * N + nn];
         }
-        const int64_t o = ((b * L + t) * H + h) * N + nn;
+        const int64_t o = ((b * ws.part.length + t) * H + h) * N + nn;
         ws.part.dB[o] = st.dtp * db;
         ws.part.dC[o] = dc;
       }
@@ -324,7 +328,7 @@ __global__ void SsdBackwardReduceKernel(const SsdBackwardParams bp, const Partia
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n_bc) {
     const int64_t nn = i % N, gg = (i / N) % G, t = (i / (N * G)) % L, b = i / (N * G * L);
-    const int64_t base = ((b * L + t) * H + gg * hpg) * N + nn;
+    const int64_t base = ((b * part.length + t) * H + gg * hpg) * N + nn;
     float db = 0.f, dc = 0.f;
     for (int64_t k = 0; k < hpg; ++k) {
       db += part.dB[base + k * N];
@@ -390,10 +394,12 @@ class Workspace {
 };
 
 // The reduction partials for R rows.
-inline absl::StatusOr<Partials> AllocatePartials(const SsdParams& f, int64_t rows, Workspace& ws) {
+inline absl::StatusOr<Partials> AllocatePartials(const SsdParams& f, int64_t rows, int64_t length,
+                                                 Workspace& ws) {
   Partials part;
   part.rows = rows;
-  const int64_t n_bc = f.batch * f.length * f.heads * f.dstate;
+  part.length = length;
+  const int64_t n_bc = f.batch * length * f.heads * f.dstate;
   LYRA_ASSIGN_OR_RETURN(part.dB, ws.Floats(n_bc));
   LYRA_ASSIGN_OR_RETURN(part.dC, ws.Floats(n_bc));
   LYRA_ASSIGN_OR_RETURN(part.dA, ws.Floats(rows * f.heads));
@@ -424,7 +430,7 @@ absl::Status SequentialBackwardTyped(const SsdBackwardParams& bp, cudaStream_t s
   }
   LYRA_ASSIGN_OR_RETURN(ws.states, arena.Floats(BH * f.chunk * PN));
   LYRA_ASSIGN_OR_RETURN(ws.adjoint, arena.Floats(BH * PN));
-  LYRA_ASSIGN_OR_RETURN(ws.part, AllocatePartials(f, f.batch, arena));
+  LYRA_ASSIGN_OR_RETURN(ws.part, AllocatePartials(f, f.batch, f.length, arena));
   const size_t smem = (3 * f.head_dim + 2 * f.dstate + kSeqThreads) * sizeof(float);
   if (f.z != nullptr) {
     SsdSequentialBackwardKernel<T, true><<<static_cast<unsigned>(BH), kSeqThreads, smem, stream>>>(bp, ws);
@@ -433,6 +439,654 @@ absl::Status SequentialBackwardTyped(const SsdBackwardParams& bp, cudaStream_t s
   }
   LYRA_RETURN_IF_ERROR(LastLaunchStatus("SsdSequentialBackwardKernel", __FILE__, __LINE__));
   return LaunchReduce<T>(bp, ws.part, stream);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunked backward (SsdBackwardCuda). Time is cut into chunks of q = 64 steps (32 or 16 when the
+// forward's chunk is smaller, or when the tiles of a wide state do not fit in shared memory);
+// the result does not depend on q except for rounding. Per chunk c of (b, h), positions
+// l, s in [0, q) with the per-chunk scalars of ssd_common.cuh (dt', cum, seg):
+//   Lmask[l, s] = exp(cum_l - cum_s) if s <= l and seg_s == seg_l, else 0
+//   e_l = exp(cum_l) if seg_l == 0 (the entering state reaches l), else 0
+//   w_s = exp(cum_end - cum_s) if seg_s == seg_end (x_s reaches the chunk's end), else 0
+//   decay = e_end: the factor from the entering state to the leaving one
+//   X, dOut = dy silu(z) (q x P), B, C (q x N), S_in, dS_out (P x N): the state entering the
+//   chunk and the adjoint of the state leaving it.
+// Forward of a chunk: out = (C Bᵀ ∘ Lmask) (dt' ∘ X) + e ∘ (C S_inᵀ) + D X,
+//   S_out = decay S_in + Xᵀ diag(w dt') B.
+// Its adjoint (G = dOut Xᵀ, M = C Bᵀ ∘ Lmask, LGd = G ∘ Lmask ∘ dt'_s, U2 = B dS_outᵀ):
+//   dx   = dt' ∘ (Mᵀ dOut + w ∘ U2) + D dOut
+//   dB   = LGdᵀ C + (w dt' ∘ X) dS_out           (this head's share)
+//   dC   = LGd B + (e ∘ dOut) S_in                (this head's share)
+//   dS_in = decay dS_out + dOutᵀ diag(e) C
+//   ddt'_s (as x's multiplier) = x_s · (Mᵀ dOut + w ∘ U2)_s
+//   d cum: K = M ∘ G ∘ dt'_s gives +rowsum(K)_l - colsum(K)_l; the entering state
+//     +e_l (e_l dOut_l) · (C S_inᵀ)_l; the leaving state -W_s = -w_s dt'_s x_s · U2_s at s and
+//     +sum_s W_s + decay <dS_out, S_in> at the end; then ddt'_s += A sum_{k >= s} dcum_k and
+//     dA += sum_s dt'_s sum_{k >= s} dcum_k (cum_k = A sum_{j <= k} dt'_j).
+// Kernels, in stream order:
+//   1. ChunkLocalKernel, a block per (b, h, c): dS_loc = dOutᵀ diag(e) C and, when the states
+//      are not given, S_loc = Xᵀ diag(w dt') B (tensor cores), into f32 workspaces; decay.
+//   2. StatePassKernel, a thread per state element of (b, h): the forward passing
+//      S_in[c + 1] = decay_c S_in[c] + S_loc[c] and the reverse one
+//      dS_out[c - 1] = decay_c dS_out[c] + dS_loc[c] (dinitial_state = dS_in[0]), in place, f32.
+//   3. ChunkBackwardKernel, a block per (b, h, c): everything above on tensor cores (operands
+//      in the 16-bit type or split TF32 for f32, f32 accumulators): dx, dz, ddt written; dB, dC
+//      per-head partials; dA, dD, ddt_bias per-chunk partials.
+//   4. SsdBackwardReduceKernel (above): the partials summed in a fixed order.
+inline constexpr int kChunkThreads = 256;
+inline constexpr int kChunkWarps = kChunkThreads / 32;
+
+template <typename T>
+using MmaElem = typename ssd::MmaType<T>::Elem;
+
+// acc += A B for the 16 x 16 output tile (tm, tn), depth k_depth. A is row-major (rows of
+// `lda`) or, with LA = col_major, stored transposed (A[r][k] at a[k lda + r]); B likewise.
+template <typename T, typename LA, typename LB>
+__device__ __forceinline__ void TileProduct(typename ssd::Mma<T, LA, LB>::Acc& acc,
+                                            const MmaElem<T>* a, int lda, const MmaElem<T>* b,
+                                            int ldb, int tm, int tn, int k_depth) {
+  using M = ssd::Mma<T, LA, LB>;
+  constexpr bool kARow = std::is_same_v<LA, wmma::row_major>;
+  constexpr bool kBRow = std::is_same_v<LB, wmma::row_major>;
+  for (int k = 0; k < k_depth; k += M::kK) {
+    typename M::A fa;
+    typename M::B fb;
+    M::LoadA(fa, kARow ? a + tm * 16 * lda + k : a + k * lda + tm * 16, lda);
+    M::LoadB(fb, kBRow ? b + k * ldb + tn * 16 : b + tn * 16 * ldb + k, ldb);
+    M::Step(acc, fa, fb);
+  }
+}
+
+// Block reduction of one float per thread in a fixed order; `scratch` holds kChunkWarps floats.
+// Every thread gets the sum; ends with a barrier.
+__device__ __forceinline__ float ChunkBlockSum(float v, float* scratch) {
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
+  __syncthreads();
+  float r = 0.f;
+#pragma unroll
+  for (int w = 0; w < kChunkWarps; ++w) r += scratch[w];
+  __syncthreads();
+  return r;
+}
+
+// Shared-memory tile pitches (elements) and the byte layout of the two chunk kernels.
+struct ChunkLayout {
+  int q, P, N;
+  int pq, pp, pn;      // operand pitches (q, P, N plus the MmaType padding)
+  int fq, fp;          // f32 pitches of the q x q and q x P products
+  size_t x, dout, xs, doute, b, c, state, m, lgd, f0, f1, scal, bytes;  // byte offsets
+  size_t local_bytes;  // ChunkLocalKernel: xs, doute, b, c, scalars
+
+  template <typename T>
+  __host__ __device__ static ChunkLayout Make(int q, int P, int N) {
+    using E = MmaElem<T>;
+    constexpr int kPad = ssd::MmaType<T>::kPad;
+    ChunkLayout l;
+    l.q = q, l.P = P, l.N = N;
+    l.pq = q + kPad, l.pp = P + kPad, l.pn = N + kPad;
+    l.fq = q + 4, l.fp = P + 4;
+    const int fw = l.fq > l.fp ? l.fq : l.fp;
+    ssd::SmemCarve carve;
+    l.x = carve.Take(sizeof(E) * q * l.pp);
+    l.dout = carve.Take(sizeof(E) * q * l.pp);
+    l.xs = carve.Take(sizeof(E) * q * l.pp);
+    l.doute = carve.Take(sizeof(E) * q * l.pp);
+    l.b = carve.Take(sizeof(E) * q * l.pn);
+    l.c = carve.Take(sizeof(E) * q * l.pn);
+    l.state = carve.Take(sizeof(E) * P * l.pn);
+    l.m = carve.Take(sizeof(E) * q * l.pq);
+    l.lgd = carve.Take(sizeof(E) * q * l.pq);
+    l.f0 = carve.Take(sizeof(float) * q * fw);
+    l.f1 = carve.Take(sizeof(float) * q * fw);
+    l.scal = carve.Take(sizeof(float) * (10 * 64 + 2 * 32 + 16));
+    l.bytes = carve.bytes;
+    ssd::SmemCarve local;
+    local.Take(sizeof(E) * q * l.pp);  // xs
+    local.Take(sizeof(E) * q * l.pp);  // doute
+    local.Take(sizeof(E) * q * l.pn);  // b
+    local.Take(sizeof(E) * q * l.pn);  // c
+    local.Take(sizeof(float) * (10 * 64 + 2 * 32 + 16));
+    l.local_bytes = local.bytes;
+    return l;
+  }
+};
+
+// The per-chunk scalars in shared memory (q <= 64 each).
+struct ChunkScalars {
+  float* dt;    // dt'
+  float* cum;   // cumulative dt' A
+  int* seg;     // resets so far
+  float* e;     // decay from the chunk's start
+  float* w;     // decay to the chunk's end
+  float* dcum;  // gradient of cum
+  float* ddt;   // x-side gradient of dt'
+  float* red;   // [32] block-sum scratch
+  float* scan_f;
+  int* scan_i;
+
+  __device__ static ChunkScalars Carve(float* base) {
+    ChunkScalars s;
+    s.dt = base;
+    s.cum = base + 64;
+    s.seg = reinterpret_cast<int*>(base + 128);
+    s.e = base + 192;
+    s.w = base + 256;
+    s.dcum = base + 320;
+    s.ddt = base + 384;
+    s.red = base + 10 * 64;
+    s.scan_f = s.red + 16;
+    s.scan_i = reinterpret_cast<int*>(s.scan_f + 32);
+    return s;
+  }
+};
+
+template <typename T>
+__device__ __forceinline__ void LoadScalarsWithDecay(const SsdParams& f, int64_t b, int64_t h,
+                                                     int64_t c, int q, const ChunkScalars& s) {
+  ssd::LoadChunkScalars<T>(f, b, h, c, q, s.dt, s.cum, s.seg, s.scan_f, s.scan_i);
+  const float cum_end = s.cum[q - 1];
+  const int seg_end = s.seg[q - 1];
+  for (int l = threadIdx.x; l < q; l += blockDim.x) {
+    s.e[l] = s.seg[l] == 0 ? expf(s.cum[l]) : 0.f;
+    s.w[l] = s.seg[l] == seg_end ? expf(cum_end - s.cum[l]) : 0.f;
+  }
+  __syncthreads();
+}
+
+// dout = dy silu(z) (or dy) at (b, t, h, p), f32.
+template <typename T, bool kHasZ>
+__device__ __forceinline__ float LoadDout(const SsdBackwardParams& bp, int64_t b, int64_t t,
+                                          int64_t h, int64_t pp) {
+  const SsdParams& f = bp.forward;
+  const float dy = Ld<T>(bp.dy, b * bp.dy_stride_b + t * bp.dy_stride_l + h * bp.dy_stride_h + pp);
+  if constexpr (kHasZ) {
+    return dy * SiluF(Ld<T>(f.z, b * f.z_stride_b + t * f.z_stride_l + h * f.z_stride_h + pp));
+  } else {
+    return dy;
+  }
+}
+
+struct ChunkWorkspace {
+  float* states = nullptr;         // (B, nq, H, P, N): S_loc, then S_in (when not given)
+  const float* states_in = nullptr;  // S_in for the chunk kernel: `states` or the forward's
+  float* dstates = nullptr;        // (B, nq, H, P, N): dS_loc, then dS_out
+  float* decay = nullptr;          // (B, H, nq)
+  int q = 0;                       // the chunk length of these kernels
+  int64_t n_chunks = 0;            // nq
+  bool compute_states = false;
+  Partials part;
+};
+
+template <typename T, bool kHasZ>
+__global__ void __launch_bounds__(kChunkThreads)
+    ChunkLocalKernel(const SsdBackwardParams bp, const ChunkWorkspace ws, const ChunkLayout lay) {
+  using E = MmaElem<T>;
+  const SsdParams& f = bp.forward;
+  const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int64_t H = f.heads, L = f.length, g = h / (H / f.groups);
+  const int q = lay.q, P = lay.P, N = lay.N;
+  const int64_t t0 = c * q;
+  extern __shared__ __align__(128) unsigned char chunk_smem[];
+  ssd::SmemCarve carve;
+  E* s_xs = reinterpret_cast<E*>(chunk_smem + carve.Take(sizeof(E) * q * lay.pp));
+  E* s_doute = reinterpret_cast<E*>(chunk_smem + carve.Take(sizeof(E) * q * lay.pp));
+  E* s_b = reinterpret_cast<E*>(chunk_smem + carve.Take(sizeof(E) * q * lay.pn));
+  E* s_c = reinterpret_cast<E*>(chunk_smem + carve.Take(sizeof(E) * q * lay.pn));
+  const ChunkScalars sc = ChunkScalars::Carve(
+      reinterpret_cast<float*>(chunk_smem + carve.Take(sizeof(float) * (10 * 64 + 2 * 32 + 16))));
+  LoadScalarsWithDecay<T>(f, b, h, c, q, sc);
+  if (threadIdx.x == 0) {
+    ws.decay[(b * H + h) * ws.n_chunks + c] = sc.seg[q - 1] == 0 ? expf(sc.cum[q - 1]) : 0.f;
+  }
+  for (int i = threadIdx.x; i < q * P; i += blockDim.x) {
+    const int r = i / P, pp = i % P;
+    const int64_t t = t0 + r;
+    float xs = 0.f, de = 0.f;
+    if (t < L) {
+      if (ws.compute_states) {
+        xs = Ld<T>(f.x, b * f.x_stride_b + t * f.x_stride_l + h * f.x_stride_h + pp) * sc.w[r] *
+             sc.dt[r];
+      }
+      de = LoadDout<T, kHasZ>(bp, b, t, h, pp) * sc.e[r];
+    }
+    s_xs[r * lay.pp + pp] = ssd::ToElem<E>(xs);
+    s_doute[r * lay.pp + pp] = ssd::ToElem<E>(de);
+  }
+  for (int i = threadIdx.x; i < q * N; i += blockDim.x) {
+    const int r = i / N, nn = i % N;
+    const int64_t t = t0 + r;
+    float vb = 0.f, vc = 0.f;
+    if (t < L) {
+      vb = Ld<T>(f.B, b * f.B_stride_b + t * f.B_stride_l + g * f.B_stride_g + nn);
+      vc = Ld<T>(f.C, b * f.C_stride_b + t * f.C_stride_l + g * f.C_stride_g + nn);
+    }
+    s_b[r * lay.pn + nn] = ssd::ToElem<E>(vb);
+    s_c[r * lay.pn + nn] = ssd::ToElem<E>(vc);
+  }
+  __syncthreads();
+  using MT = ssd::Mma<T, wmma::col_major, wmma::row_major>;
+  const int warp = threadIdx.x / 32;
+  const int tiles = (P / 16) * (N / 16);
+  const int64_t off = ((b * ws.n_chunks + c) * H + h) * static_cast<int64_t>(P) * N;
+  for (int tile = warp; tile < tiles; tile += kChunkWarps) {
+    const int tm = tile / (N / 16), tn = tile % (N / 16);
+    typename MT::Acc acc;
+    wmma::fill_fragment(acc, 0.f);
+    TileProduct<T, wmma::col_major, wmma::row_major>(acc, s_doute, lay.pp, s_c, lay.pn, tm, tn, q);
+    wmma::store_matrix_sync(ws.dstates + off + tm * 16 * N + tn * 16, acc, N, wmma::mem_row_major);
+    if (ws.compute_states) {
+      wmma::fill_fragment(acc, 0.f);
+      TileProduct<T, wmma::col_major, wmma::row_major>(acc, s_xs, lay.pp, s_b, lay.pn, tm, tn, q);
+      wmma::store_matrix_sync(ws.states + off + tm * 16 * N + tn * 16, acc, N, wmma::mem_row_major);
+    }
+  }
+}
+
+// A thread per state element e of (b, h): the forward passing (when computed) and the reverse
+// passing over the chunks, in place. (A template only so that each dtype's .cu has its own.)
+template <typename T>
+__global__ void StatePassKernel(const SsdBackwardParams bp, const ChunkWorkspace ws) {
+  const SsdParams& f = bp.forward;
+  const int64_t H = f.heads, PN = f.head_dim * f.dstate, nq = ws.n_chunks;
+  const int64_t h = blockIdx.y, b = blockIdx.z;
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= PN) return;
+  const float* decay = ws.decay + (b * H + h) * nq;
+  const int64_t bh_state = (b * H + h) * PN + e;  // contiguous (B, H, P, N)
+  if (ws.compute_states) {
+    float run = f.initial_state != nullptr ? static_cast<const float*>(f.initial_state)[bh_state] : 0.f;
+    for (int64_t c = 0; c < nq; ++c) {
+      float* s = ws.states + ((b * nq + c) * H + h) * PN + e;
+      const float local = *s;
+      *s = run;
+      run = decay[c] * run + local;
+    }
+  }
+  float run = bp.dfinal_state != nullptr ? static_cast<const float*>(bp.dfinal_state)[bh_state] : 0.f;
+  for (int64_t c = nq - 1; c >= 0; --c) {
+    float* s = ws.dstates + ((b * nq + c) * H + h) * PN + e;
+    const float local = *s;
+    *s = run;
+    run = decay[c] * run + local;
+  }
+  if (bp.dinitial_state != nullptr) static_cast<float*>(bp.dinitial_state)[bh_state] = run;
+}
+
+template <typename T, bool kHasZ>
+__global__ void __launch_bounds__(kChunkThreads)
+    ChunkBackwardKernel(const SsdBackwardParams bp, const ChunkWorkspace ws, const ChunkLayout lay) {
+  using E = MmaElem<T>;
+  using RowRow = wmma::row_major;
+  using Col = wmma::col_major;
+  const SsdParams& f = bp.forward;
+  const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int64_t H = f.heads, L = f.length, g = h / (H / f.groups), nq = ws.n_chunks;
+  const int q = lay.q, P = lay.P, N = lay.N;
+  const int64_t t0 = c * q;
+  const int tid = threadIdx.x, warp = tid / 32;
+  extern __shared__ __align__(128) unsigned char chunk_smem[];
+  E* s_x = reinterpret_cast<E*>(chunk_smem + lay.x);
+  E* s_dout = reinterpret_cast<E*>(chunk_smem + lay.dout);
+  E* s_xs = reinterpret_cast<E*>(chunk_smem + lay.xs);
+  E* s_doute = reinterpret_cast<E*>(chunk_smem + lay.doute);
+  E* s_b = reinterpret_cast<E*>(chunk_smem + lay.b);
+  E* s_c = reinterpret_cast<E*>(chunk_smem + lay.c);
+  E* s_state = reinterpret_cast<E*>(chunk_smem + lay.state);
+  E* s_m = reinterpret_cast<E*>(chunk_smem + lay.m);
+  E* s_lgd = reinterpret_cast<E*>(chunk_smem + lay.lgd);
+  float* f0 = reinterpret_cast<float*>(chunk_smem + lay.f0);
+  float* f1 = reinterpret_cast<float*>(chunk_smem + lay.f1);
+  const ChunkScalars sc = ChunkScalars::Carve(reinterpret_cast<float*>(chunk_smem + lay.scal));
+
+  LoadScalarsWithDecay<T>(f, b, h, c, q, sc);
+  const float A = static_cast<const float*>(f.A)[h * f.A_stride];
+  const float* Dp = static_cast<const float*>(f.D);
+  const int64_t PN = static_cast<int64_t>(P) * N;
+  const int64_t state_off = ((b * nq + c) * H + h) * PN;
+
+  // Stage X, dOut, w dt' X, e dOut, B, C and dS_out.
+  for (int i = tid; i < q * P; i += blockDim.x) {
+    const int r = i / P, pp = i % P;
+    const int64_t t = t0 + r;
+    float x = 0.f, d = 0.f;
+    if (t < L) {
+      x = Ld<T>(f.x, b * f.x_stride_b + t * f.x_stride_l + h * f.x_stride_h + pp);
+      d = LoadDout<T, kHasZ>(bp, b, t, h, pp);
+    }
+    s_x[r * lay.pp + pp] = ssd::ToElem<E>(x);
+    s_dout[r * lay.pp + pp] = ssd::ToElem<E>(d);
+    s_xs[r * lay.pp + pp] = ssd::ToElem<E>(x * sc.w[r] * sc.dt[r]);
+    s_doute[r * lay.pp + pp] = ssd::ToElem<E>(d * sc.e[r]);
+  }
+  for (int i = tid; i < q * N; i += blockDim.x) {
+    const int r = i / N, nn = i % N;
+    const int64_t t = t0 + r;
+    float vb = 0.f, vc = 0.f;
+    if (t < L) {
+      vb = Ld<T>(f.B, b * f.B_stride_b + t * f.B_stride_l + g * f.B_stride_g + nn);
+      vc = Ld<T>(f.C, b * f.C_stride_b + t * f.C_stride_l + g * f.C_stride_g + nn);
+    }
+    s_b[r * lay.pn + nn] = ssd::ToElem<E>(vb);
+    s_c[r * lay.pn + nn] = ssd::ToElem<E>(vc);
+  }
+  for (int64_t i = tid; i < PN; i += blockDim.x) {
+    s_state[(i / N) * lay.pn + i % N] = ssd::ToElem<E>(ws.dstates[state_off + i]);
+  }
+  __syncthreads();
+
+  // C Bᵀ -> f0 and G = dOut Xᵀ -> f1 (q x q).
+  {
+    const int tq = q / 16;
+    for (int tile = warp; tile < 2 * tq * tq; tile += kChunkWarps) {
+      const int which = tile / (tq * tq), tm = (tile % (tq * tq)) / tq, tn = tile % tq;
+      typename ssd::Mma<T, RowRow, Col>::Acc acc;
+      wmma::fill_fragment(acc, 0.f);
+      if (which == 0) {
+        TileProduct<T, RowRow, Col>(acc, s_c, lay.pn, s_b, lay.pn, tm, tn, N);
+        wmma::store_matrix_sync(f0 + tm * 16 * lay.fq + tn * 16, acc, lay.fq, wmma::mem_row_major);
+      } else {
+        TileProduct<T, RowRow, Col>(acc, s_dout, lay.pp, s_x, lay.pp, tm, tn, P);
+        wmma::store_matrix_sync(f1 + tm * 16 * lay.fq + tn * 16, acc, lay.fq, wmma::mem_row_major);
+      }
+    }
+  }
+  __syncthreads();
+  // M = C Bᵀ ∘ Lmask, LGd = G ∘ Lmask ∘ dt'_s; K = M ∘ G ∘ dt'_s kept in f0.
+  for (int i = tid; i < q * q; i += blockDim.x) {
+    const int l = i / q, s = i % q;
+    float lm = 0.f;
+    if (s <= l && sc.seg[s] == sc.seg[l]) lm = expf(sc.cum[l] - sc.cum[s]);
+    const float m = f0[l * lay.fq + s] * lm;
+    const float gg = f1[l * lay.fq + s];
+    s_m[l * lay.pq + s] = ssd::ToElem<E>(m);
+    s_lgd[l * lay.pq + s] = ssd::ToElem<E>(gg * lm * sc.dt[s]);
+    f0[l * lay.fq + s] = m * gg * sc.dt[s];
+  }
+  __syncthreads();
+  if (tid < q) {
+    float row = 0.f, col = 0.f;
+    for (int s = 0; s < q; ++s) {
+      row += f0[tid * lay.fq + s];
+      col += f0[s * lay.fq + tid];
+    }
+    sc.dcum[tid] = row - col;
+  }
+  __syncthreads();
+
+  // U1 = Mᵀ dOut -> f1, U2 = B dS_outᵀ -> f0 (q x P); this head's dB = LGdᵀ C + (w dt' X) dS_out.
+  const int64_t part_row = (b * ws.part.length + t0) * H + h;  // partial row of position 0
+  {
+    const int tq = q / 16, tp = P / 16, tnn = N / 16;
+    const int n_u = tq * tp;
+    for (int tile = warp; tile < 2 * n_u + tq * tnn; tile += kChunkWarps) {
+      if (tile < n_u) {
+        const int tm = tile / tp, tn = tile % tp;
+        typename ssd::Mma<T, Col, RowRow>::Acc acc;
+        wmma::fill_fragment(acc, 0.f);
+        TileProduct<T, Col, RowRow>(acc, s_m, lay.pq, s_dout, lay.pp, tm, tn, q);
+        wmma::store_matrix_sync(f1 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
+      } else if (tile < 2 * n_u) {
+        const int tm = (tile - n_u) / tp, tn = (tile - n_u) % tp;
+        typename ssd::Mma<T, RowRow, Col>::Acc acc;
+        wmma::fill_fragment(acc, 0.f);
+        TileProduct<T, RowRow, Col>(acc, s_b, lay.pn, s_state, lay.pn, tm, tn, N);
+        wmma::store_matrix_sync(f0 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
+      } else {
+        const int tm = (tile - 2 * n_u) / tnn, tn = (tile - 2 * n_u) % tnn;
+        typename ssd::Mma<T, Col, RowRow>::Acc acc;
+        wmma::fill_fragment(acc, 0.f);
+        TileProduct<T, Col, RowRow>(acc, s_lgd, lay.pq, s_c, lay.pn, tm, tn, q);
+        TileProduct<T, RowRow, RowRow>(acc, s_xs, lay.pp, s_state, lay.pn, tm, tn, P);
+        wmma::store_matrix_sync(ws.part.dB + (part_row + tm * 16 * H) * N + tn * 16, acc,
+                                static_cast<unsigned>(H * N), wmma::mem_row_major);
+      }
+    }
+  }
+  __syncthreads();
+
+  // dx, the x-side ddt' and W_s (row sums over p); `tpr` threads share a row.
+  const int tpr = kChunkThreads / q;
+  const int my_row = tid / tpr, my_sub = tid % tpr;
+  {
+    float acc_ddt = 0.f, acc_w = 0.f;
+    const int r = my_row;
+    const int64_t t = t0 + r;
+    for (int pp = my_sub; pp < P; pp += tpr) {
+      const float x = ssd::FromElem(s_x[r * lay.pp + pp]);
+      const float u2 = f0[r * lay.fp + pp];
+      const float u = f1[r * lay.fp + pp] + sc.w[r] * u2;
+      if (t < L) {
+        float dx = sc.dt[r] * u;
+        if (Dp != nullptr) {
+          dx += Dp[h * f.D_stride_h + (f.D_per_head_dim ? pp * f.D_stride_p : 0)] *
+                LoadDout<T, kHasZ>(bp, b, t, h, pp);
+        }
+        St<T>(bp.dx, b * bp.dx_stride_b + t * bp.dx_stride_l + h * bp.dx_stride_h + pp, dx);
+      }
+      acc_ddt += x * u;
+      acc_w += x * u2;
+    }
+    for (int o = tpr / 2; o > 0; o /= 2) {
+      acc_ddt += __shfl_xor_sync(0xffffffffu, acc_ddt, o);
+      acc_w += __shfl_xor_sync(0xffffffffu, acc_w, o);
+    }
+    if (my_sub == 0) {
+      sc.ddt[r] = acc_ddt;
+      const float wv = sc.w[r] * sc.dt[r] * acc_w;
+      sc.dcum[r] -= wv;
+      f1[r * lay.fp + P] = wv;  // the pitch's spare column: W_s, summed below
+    }
+  }
+  // M ∘ dt'_s for the recomputed output (dz).
+  if constexpr (kHasZ) {
+    for (int i = tid; i < q * q; i += blockDim.x) {
+      const int l = i / q, s = i % q;
+      s_m[l * lay.pq + s] = ssd::ToElem<E>(ssd::FromElem(s_m[l * lay.pq + s]) * sc.dt[s]);
+    }
+  }
+  __syncthreads();
+  // Stage S_in over dS_out; Z = decay <dS_out, S_in>; the end's dcum gets sum_s W_s + Z.
+  {
+    const float* s_in = ws.states_in + state_off;
+    float z = 0.f;
+    for (int64_t i = tid; i < PN; i += blockDim.x) {
+      const float v = s_in[i];
+      z += v * ws.dstates[state_off + i];
+      s_state[(i / N) * lay.pn + i % N] = ssd::ToElem<E>(v);
+    }
+    float wsum = 0.f;
+    if (tid == 0) {
+      for (int s = 0; s < q; ++s) wsum += f1[s * lay.fp + P];
+    }
+    z = ChunkBlockSum(z, sc.red);  // ends with a barrier
+    if (tid == 0) sc.dcum[q - 1] += wsum + sc.e[q - 1] * z;
+  }
+  __syncthreads();
+
+  // This head's dC = LGd B + (e dOut) S_in; out2 = C S_inᵀ -> f0; out1 = (M dt') X -> f1 (z).
+  {
+    const int tq = q / 16, tp = P / 16, tnn = N / 16;
+    const int n_dc = tq * tnn, n_o = tq * tp;
+    const int total = n_dc + n_o + (kHasZ ? n_o : 0);
+    for (int tile = warp; tile < total; tile += kChunkWarps) {
+      if (tile < n_dc) {
+        const int tm = tile / tnn, tn = tile % tnn;
+        typename ssd::Mma<T, RowRow, RowRow>::Acc acc;
+        wmma::fill_fragment(acc, 0.f);
+        TileProduct<T, RowRow, RowRow>(acc, s_lgd, lay.pq, s_b, lay.pn, tm, tn, q);
+        TileProduct<T, RowRow, RowRow>(acc, s_doute, lay.pp, s_state, lay.pn, tm, tn, P);
+        wmma::store_matrix_sync(ws.part.dC + (part_row + tm * 16 * H) * N + tn * 16, acc,
+                                static_cast<unsigned>(H * N), wmma::mem_row_major);
+      } else if (tile < n_dc + n_o) {
+        const int tm = (tile - n_dc) / tp, tn = (tile - n_dc) % tp;
+        typename ssd::Mma<T, RowRow, Col>::Acc acc;
+        wmma::fill_fragment(acc, 0.f);
+        TileProduct<T, RowRow, Col>(acc, s_c, lay.pn, s_state, lay.pn, tm, tn, N);
+        wmma::store_matrix_sync(f0 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
+      } else {
+        const int tm = (tile - n_dc - n_o) / tp, tn = (tile - n_dc - n_o) % tp;
+        typename ssd::Mma<T, RowRow, RowRow>::Acc acc;
+        wmma::fill_fragment(acc, 0.f);
+        TileProduct<T, RowRow, RowRow>(acc, s_m, lay.pq, s_x, lay.pp, tm, tn, q);
+        wmma::store_matrix_sync(f1 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
+      }
+    }
+  }
+  __syncthreads();
+
+  // V_l = (e dOut)_l · out2_l into dcum; dz; dout x into f1 for the dD column sums.
+  {
+    float acc_v = 0.f;
+    const int r = my_row;
+    const int64_t t = t0 + r;
+    for (int pp = my_sub; pp < P; pp += tpr) {
+      const float o2 = f0[r * lay.fp + pp];
+      acc_v += ssd::FromElem(s_doute[r * lay.pp + pp]) * o2;
+      float dout = 0.f, x = 0.f;
+      if (t < L) {
+        x = Ld<T>(f.x, b * f.x_stride_b + t * f.x_stride_l + h * f.x_stride_h + pp);
+        const float Dv =
+            Dp != nullptr ? Dp[h * f.D_stride_h + (f.D_per_head_dim ? pp * f.D_stride_p : 0)] : 0.f;
+        const float dy =
+            Ld<T>(bp.dy, b * bp.dy_stride_b + t * bp.dy_stride_l + h * bp.dy_stride_h + pp);
+        dout = dy;
+        if constexpr (kHasZ) {
+          const float zv = Ld<T>(f.z, b * f.z_stride_b + t * f.z_stride_l + h * f.z_stride_h + pp);
+          const float out = f1[r * lay.fp + pp] + sc.e[r] * o2 + Dv * x;
+          St<T>(bp.dz, b * bp.dz_stride_b + t * bp.dz_stride_l + h * bp.dz_stride_h + pp,
+                dy * out * SiluGradF(zv));
+          dout = dy * SiluF(zv);
+        }
+      }
+      f1[r * lay.fp + pp] = dout * x;
+    }
+    for (int o = tpr / 2; o > 0; o /= 2) acc_v += __shfl_xor_sync(0xffffffffu, acc_v, o);
+    if (my_sub == 0) sc.dcum[r] += acc_v;
+  }
+  __syncthreads();
+
+  // dD partial (column sums), then ddt, dA and ddt_bias from the reverse cumulative dcum.
+  const int64_t prow = (b * nq + c) * H + h;  // partial row of (b, c, h)
+  for (int pp = tid; pp < P; pp += blockDim.x) {
+    float s = 0.f;
+    for (int r = 0; r < q; ++r) s += f1[r * lay.fp + pp];
+    ws.part.dD[prow * P + pp] = s;
+  }
+  if (warp == 0) {
+    // Reverse inclusive scan of dcum over q <= 64 positions: two per lane.
+    const int lane = tid;
+    const int l0 = q - 1 - 2 * lane, l1 = l0 - 1;  // lane 0 takes the end
+    float v0 = l0 >= 0 ? sc.dcum[l0] : 0.f, v1 = l1 >= 0 ? sc.dcum[l1] : 0.f;
+    float pair = v0 + v1;
+    float incl = pair;
+#pragma unroll
+    for (int o = 1; o < 32; o *= 2) {
+      const float u = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o) incl += u;
+    }
+    const float before = incl - pair;  // sum over positions after l0
+    const float r0 = before + v0, r1 = r0 + v1;
+    const float bias = f.dt_bias != nullptr
+                           ? static_cast<const float*>(f.dt_bias)[h * f.dt_bias_stride] : 0.f;
+    float da = 0.f, dbias = 0.f;
+    for (int k = 0; k < 2; ++k) {
+      const int l = k == 0 ? l0 : l1;
+      const float rev = k == 0 ? r0 : r1;
+      if (l < 0) continue;
+      const int64_t t = t0 + l;
+      da += sc.dt[l] * rev;
+      if (t < L) {
+        const DtPrime d = ComputeDtPrime(
+            Ld<T>(f.dt, b * f.dt_stride_b + t * f.dt_stride_l + h * f.dt_stride_h), bias,
+            f.dt_softplus, static_cast<float>(f.dt_min), static_cast<float>(f.dt_max));
+        const float ddt = (sc.ddt[l] + A * rev) * d.grad;
+        St<T>(bp.ddt, b * bp.ddt_stride_b + t * bp.ddt_stride_l + h * bp.ddt_stride_h, ddt);
+        dbias += ddt;
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) {
+      da += __shfl_xor_sync(0xffffffffu, da, o);
+      dbias += __shfl_xor_sync(0xffffffffu, dbias, o);
+    }
+    if (lane == 0) {
+      ws.part.dA[prow] = da;
+      ws.part.dbias[prow] = dbias;
+    }
+  }
+}
+
+// Whether the chunked kernels take this problem, and with which chunk length.
+inline int ChunkedChunkLength(const SsdParams& f, size_t smem_limit, bool f32) {
+  if (f.head_dim % 16 != 0 || f.head_dim > 64 || f.dstate % 16 != 0) return 0;
+  for (int q = 64; q >= 16; q /= 2) {
+    if (q > f.chunk) continue;
+    const ChunkLayout lay = f32 ? ChunkLayout::Make<float>(q, static_cast<int>(f.head_dim),
+                                                           static_cast<int>(f.dstate))
+                                : ChunkLayout::Make<BFloat16>(q, static_cast<int>(f.head_dim),
+                                                              static_cast<int>(f.dstate));
+    if (lay.bytes <= smem_limit) return q;
+  }
+  return 0;
+}
+
+template <typename T, bool kHasZ>
+absl::Status ChunkedBackwardWithZ(const SsdBackwardParams& bp, int q, cudaStream_t stream) {
+  const SsdParams& f = bp.forward;
+  const int64_t B = f.batch, H = f.heads, P = f.head_dim, N = f.dstate;
+  const int64_t nq = SsdNumChunks(f.length, q);
+  const ChunkLayout lay = ChunkLayout::Make<T>(q, static_cast<int>(P), static_cast<int>(N));
+  Workspace arena;
+  ChunkWorkspace ws;
+  ws.q = q;
+  ws.n_chunks = nq;
+  ws.compute_states = !(bp.chunk_states != nullptr && q == f.chunk);
+  const int64_t n_states = B * nq * H * P * N;
+  LYRA_ASSIGN_OR_RETURN(ws.dstates, arena.Floats(n_states));
+  if (ws.compute_states) {
+    LYRA_ASSIGN_OR_RETURN(ws.states, arena.Floats(n_states));
+    ws.states_in = ws.states;
+  } else {
+    ws.states_in = static_cast<const float*>(bp.chunk_states);
+  }
+  LYRA_ASSIGN_OR_RETURN(ws.decay, arena.Floats(B * H * nq));
+  LYRA_ASSIGN_OR_RETURN(ws.part, AllocatePartials(f, B * nq, nq * q, arena));
+
+  const dim3 grid(static_cast<unsigned>(nq), static_cast<unsigned>(H), static_cast<unsigned>(B));
+  LYRA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(ChunkLocalKernel<T, kHasZ>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(lay.local_bytes)));
+  ChunkLocalKernel<T, kHasZ><<<grid, kChunkThreads, lay.local_bytes, stream>>>(bp, ws, lay);
+  LYRA_RETURN_IF_ERROR(LastLaunchStatus("ChunkLocalKernel", __FILE__, __LINE__));
+  constexpr int kPassThreads = 256;
+  const dim3 pass_grid(static_cast<unsigned>((P * N + kPassThreads - 1) / kPassThreads),
+                       static_cast<unsigned>(H), static_cast<unsigned>(B));
+  StatePassKernel<T><<<pass_grid, kPassThreads, 0, stream>>>(bp, ws);
+  LYRA_RETURN_IF_ERROR(LastLaunchStatus("StatePassKernel", __FILE__, __LINE__));
+  LYRA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(ChunkBackwardKernel<T, kHasZ>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(lay.bytes)));
+  ChunkBackwardKernel<T, kHasZ><<<grid, kChunkThreads, lay.bytes, stream>>>(bp, ws, lay);
+  LYRA_RETURN_IF_ERROR(LastLaunchStatus("ChunkBackwardKernel", __FILE__, __LINE__));
+  return LaunchReduce<T>(bp, ws.part, stream);
+}
+
+// The chunked backward where it applies, else the sequential one.
+template <typename T>
+absl::Status ChunkedBackwardTyped(const SsdBackwardParams& bp, cudaStream_t stream) {
+  int device = 0;
+  LYRA_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  int smem_limit = 0;
+  LYRA_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  const int q = ChunkedChunkLength(bp.forward, static_cast<size_t>(smem_limit),
+                                   std::is_same_v<T, float>);
+  if (q == 0) return SequentialBackwardTyped<T>(bp, stream);
+  if (bp.forward.z != nullptr) return ChunkedBackwardWithZ<T, true>(bp, q, stream);
+  return ChunkedBackwardWithZ<T, false>(bp, q, stream);
 }
 
 }  // namespace ssd_bwd
@@ -454,6 +1108,9 @@ absl::Status DispatchSsdBackwardDType(DType dtype, absl::string_view op, Fn&& fn
 absl::Status SsdBackwardSequentialFor(float, const SsdBackwardParams& p, cudaStream_t stream);
 absl::Status SsdBackwardSequentialFor(Float16, const SsdBackwardParams& p, cudaStream_t stream);
 absl::Status SsdBackwardSequentialFor(BFloat16, const SsdBackwardParams& p, cudaStream_t stream);
+absl::Status SsdBackwardChunkedFor(float, const SsdBackwardParams& p, cudaStream_t stream);
+absl::Status SsdBackwardChunkedFor(Float16, const SsdBackwardParams& p, cudaStream_t stream);
+absl::Status SsdBackwardChunkedFor(BFloat16, const SsdBackwardParams& p, cudaStream_t stream);
 
 }  // namespace lyra::cuda
 

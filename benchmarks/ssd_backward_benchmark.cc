@@ -1,0 +1,235 @@
+// GPU time of the Mamba-2 SSD backward (cuda/ssd.h) at Mamba-2's training shape: B = 8, H = 24
+// heads of P = 64, G = 1, chunk Q = 256, D per head, dt_bias with softplus, no z; x / dt / B / C /
+// dy and the gradients in bf16 (or f32); A, D, dt_bias and the states f32. The forward's
+// chunk_states are passed to the backward (the chunked backward uses them when its own chunk
+// length equals the forward's, else recomputes the states at its 64-step chunks).
+//
+//   BM_SsdBackward/f32:<0|1>/L:<L>/N:<N>            the chunked kernels (SsdBackwardCuda)
+//   BM_SsdBackwardSequential/f32:0/L:512/N:<N>      version 1 (SsdBackwardSequentialCuda)
+//   BM_SsdForwardBackward/f32:<0|1>/L:<L>/N:<N>     SsdCuda then SsdBackwardCuda
+//
+// Napkin math (E = B L H P elements of x of e bytes, S = B L G N of B / C, T = B L H of dt,
+// K = B (L / 64) H P N f32 state elements at the backward's chunk q = 64):
+//   bytes: reads x, dy, dt, B, C; writes dx, ddt, dB, dC: 4 E e + 2 T e + 4 S e. Not counted:
+//     the f32 state workspaces (S_loc and dS_loc written, read and rewritten by the passing,
+//     read by the chunk kernel: ~6 x 4 K) and the per-head dB / dC partials (2 x B L H N f32
+//     written and read again).
+//   FLOPs (as the kernels compute them, 2 per multiply-add, per chunk of q = 64):
+//     chunk-local states 2 q P N (dS_loc) + 2 q P N (S_loc, when recomputed); chunk kernel
+//     C Bᵀ 2 q² N, dOut Xᵀ 2 q² P, Mᵀ dOut 2 q² P, B dS_outᵀ 2 q N P, dB 2 q² N + 2 q P N,
+//     dC 2 q² N + 2 q P N, C S_inᵀ 2 q N P.
+// At the reference shape (L = 2048, N = 128, bf16): 101 + 1 + 4 MB = 106 MB (~0.03 ms at
+// 4 TB/s) plus ~1.2 GB of f32 workspace traffic (~0.3 ms); ~64 GFLOP (~0.1 ms at ~650 TFLOP/s
+// of bf16 mma). Reference: mamba_ssm's Triton kernels on an H100, 4.08 ms forward + backward.
+//
+// Counters: ms (mean of the timed launches), GB/s and copy_fraction from the bytes above,
+// TFLOP/s from the FLOPs above.
+#include <benchmark/benchmark.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "base/dtype.h"
+#include "base/status_macros.h"
+#include "benchmarks/gpu_benchmark.h"
+#include "cuda/ssd.h"
+#include "cuda/stream.h"
+#include "tensor/random.h"
+#include "tensor/tensor.h"
+
+namespace lyra {
+namespace {
+
+using bench::Fail;
+using bench::RunTimed;
+using bench::SkipWithoutGpu;
+
+constexpr int64_t kBatch = 8;     // B
+constexpr int64_t kHeads = 24;    // H
+constexpr int64_t kHeadDim = 64;  // P
+constexpr int64_t kGroups = 1;    // G
+constexpr int64_t kChunk = 256;   // Q
+constexpr int64_t kBackwardChunk = 64;  // q of the chunked backward
+constexpr Device kGpu = Device::Cuda(0);
+
+struct Problem {
+  Tensor x, dt, A, B, C, D, dt_bias, y, chunk_states, dy, dx, ddt, dA, dB, dC, dD, ddt_bias;
+  int64_t length = 0, dstate = 0;
+  DType dtype = DType::kBF16;
+  cuda::SsdParams params;
+};
+
+absl::StatusOr<Problem> MakeProblem(benchmark::State& state, bool backward) {
+  Problem p;
+  p.dtype = state.range(0) == 0 ? DType::kBF16 : DType::kF32;
+  p.length = state.range(1);
+  p.dstate = state.range(2);
+  const int64_t L = p.length, N = p.dstate, H = kHeads, P = kHeadDim, G = kGroups;
+  const int64_t n_chunks = cuda::SsdNumChunks(L, kChunk);
+  Generator gen(1);
+  LYRA_ASSIGN_OR_RETURN(p.x, Randn({kBatch, L, H, P}, p.dtype, kGpu, gen));
+  LYRA_ASSIGN_OR_RETURN(p.dt, Rand({kBatch, L, H}, p.dtype, kGpu, gen, -1.0, 1.0));
+  LYRA_ASSIGN_OR_RETURN(p.B, Randn({kBatch, L, G, N}, p.dtype, kGpu, gen));
+  LYRA_ASSIGN_OR_RETURN(p.C, Randn({kBatch, L, G, N}, p.dtype, kGpu, gen));
+  // A = -exp(A_log) with A_log uniform in [log 1, log 16] (Mamba-2's initialisation).
+  std::vector<double> a(H);
+  for (int64_t h = 0; h < H; ++h) a[h] = -std::exp(std::log(16.0) * h / (H - 1));
+  LYRA_ASSIGN_OR_RETURN(Tensor a_cpu, Tensor::FromDoubles(a, {H}, DType::kF32));
+  LYRA_ASSIGN_OR_RETURN(p.A, a_cpu.To(kGpu));
+  LYRA_ASSIGN_OR_RETURN(p.D, Rand({H}, DType::kF32, kGpu, gen, 0.5, 1.5));
+  LYRA_ASSIGN_OR_RETURN(p.dt_bias, Rand({H}, DType::kF32, kGpu, gen, -5.0, -2.0));
+  LYRA_ASSIGN_OR_RETURN(p.y, Tensor::Empty({kBatch, L, H, P}, p.dtype, kGpu));
+  LYRA_ASSIGN_OR_RETURN(p.chunk_states,
+                        Tensor::Empty({kBatch, n_chunks, H, P, N}, DType::kF32, kGpu));
+  cuda::SsdParams& c = p.params;
+  c.batch = kBatch, c.length = L, c.heads = H, c.head_dim = P, c.dstate = N, c.groups = G;
+  c.chunk = kChunk, c.dt_softplus = true, c.dtype = p.dtype;
+  c.x = p.x.data(), c.x_stride_b = L * H * P, c.x_stride_l = H * P, c.x_stride_h = P;
+  c.x_stride_p = 1;
+  c.dt = p.dt.data(), c.dt_stride_b = L * H, c.dt_stride_l = H, c.dt_stride_h = 1;
+  c.A = p.A.data(), c.A_stride = 1;
+  c.B = p.B.data(), c.B_stride_b = L * G * N, c.B_stride_l = G * N, c.B_stride_g = N;
+  c.B_stride_n = 1;
+  c.C = p.C.data(), c.C_stride_b = L * G * N, c.C_stride_l = G * N, c.C_stride_g = N;
+  c.C_stride_n = 1;
+  c.D = p.D.data(), c.D_stride_h = 1;
+  c.dt_bias = p.dt_bias.data(), c.dt_bias_stride = 1;
+  c.y = p.y.data(), c.y_stride_b = L * H * P, c.y_stride_l = H * P, c.y_stride_h = P;
+  c.y_stride_p = 1;
+  c.chunk_states = p.chunk_states.data();
+  if (backward) {
+    LYRA_ASSIGN_OR_RETURN(p.dy, Randn({kBatch, L, H, P}, p.dtype, kGpu, gen));
+    LYRA_ASSIGN_OR_RETURN(p.dx, Tensor::Empty({kBatch, L, H, P}, p.dtype, kGpu));
+    LYRA_ASSIGN_OR_RETURN(p.ddt, Tensor::Empty({kBatch, L, H}, p.dtype, kGpu));
+    LYRA_ASSIGN_OR_RETURN(p.dA, Tensor::Empty({H}, DType::kF32, kGpu));
+    LYRA_ASSIGN_OR_RETURN(p.dB, Tensor::Empty({kBatch, L, G, N}, p.dtype, kGpu));
+    LYRA_ASSIGN_OR_RETURN(p.dC, Tensor::Empty({kBatch, L, G, N}, p.dtype, kGpu));
+    LYRA_ASSIGN_OR_RETURN(p.dD, Tensor::Empty({H}, DType::kF32, kGpu));
+    LYRA_ASSIGN_OR_RETURN(p.ddt_bias, Tensor::Empty({H}, DType::kF32, kGpu));
+  }
+  return p;
+}
+
+cuda::SsdBackwardParams BackwardParams(const Problem& p) {
+  cuda::SsdBackwardParams g;
+  const int64_t L = p.length, N = p.dstate, H = kHeads, P = kHeadDim, G = kGroups;
+  g.forward = p.params;
+  g.dy = p.dy.data(), g.dy_stride_b = L * H * P, g.dy_stride_l = H * P, g.dy_stride_h = P;
+  g.dy_stride_p = 1;
+  g.chunk_states = p.chunk_states.data();
+  g.dx = p.dx.data(), g.dx_stride_b = L * H * P, g.dx_stride_l = H * P, g.dx_stride_h = P;
+  g.dx_stride_p = 1;
+  g.ddt = p.ddt.data(), g.ddt_stride_b = L * H, g.ddt_stride_l = H, g.ddt_stride_h = 1;
+  g.dA = p.dA.data(), g.dA_stride = 1;
+  g.dB = p.dB.data(), g.dB_stride_b = L * G * N, g.dB_stride_l = G * N, g.dB_stride_g = N;
+  g.dB_stride_n = 1;
+  g.dC = p.dC.data(), g.dC_stride_b = L * G * N, g.dC_stride_l = G * N, g.dC_stride_g = N;
+  g.dC_stride_n = 1;
+  g.dD = p.dD.data(), g.dD_stride_h = 1;
+  g.ddt_bias = p.ddt_bias.data(), g.ddt_bias_stride = 1;
+  return g;
+}
+
+double ForwardBytes(const Problem& p) {
+  const double e = static_cast<double>(DTypeSize(p.dtype));
+  const double E = static_cast<double>(kBatch * p.length * kHeads * kHeadDim);
+  const double S = static_cast<double>(kBatch * p.length * kGroups * p.dstate);
+  const double K = static_cast<double>(kBatch * cuda::SsdNumChunks(p.length, kChunk) * kHeads *
+                                       kHeadDim * p.dstate);
+  return 2 * E * e + 2 * S * e + static_cast<double>(kBatch * p.length * kHeads) * e + 4 * K;
+}
+
+double ForwardFlops(const Problem& p) {
+  const double Q = kChunk, P = kHeadDim, N = static_cast<double>(p.dstate);
+  const double chunks = static_cast<double>(kBatch * kHeads * cuda::SsdNumChunks(p.length, kChunk));
+  return chunks * (Q * Q * (N + P) + 4 * Q * P * N);
+}
+
+double BackwardBytes(const Problem& p) {
+  const double e = static_cast<double>(DTypeSize(p.dtype));
+  const double E = static_cast<double>(kBatch * p.length * kHeads * kHeadDim);
+  const double S = static_cast<double>(kBatch * p.length * kGroups * p.dstate);
+  const double T = static_cast<double>(kBatch * p.length * kHeads);
+  return 4 * E * e + 2 * T * e + 4 * S * e;
+}
+
+double BackwardFlops(const Problem& p) {
+  const double q = kBackwardChunk, P = kHeadDim, N = static_cast<double>(p.dstate);
+  const double chunks =
+      static_cast<double>(kBatch * kHeads * cuda::SsdNumChunks(p.length, kBackwardChunk));
+  return chunks * (2 * 2 * q * P * N + 2 * q * q * N * 3 + 2 * q * q * P * 2 + 2 * q * P * N * 4);
+}
+
+void Report(benchmark::State& state, const std::function<absl::Status()>& launch, double bytes,
+            double flops) {
+  const double ms = RunTimed(state, launch, bytes);
+  if (ms > 0) {
+    state.counters["ms"] = ms;
+    bench::ReportCopyFraction(state, bytes, ms);
+    if (flops > 0) state.counters["TFLOP/s"] = flops / (ms * 1e9);
+  }
+}
+
+void BM_SsdBackward(benchmark::State& state) {
+  if (SkipWithoutGpu(state)) return;
+  absl::StatusOr<Problem> p = MakeProblem(state, /*backward=*/true);
+  if (!p.ok()) return Fail(state, p.status());
+  absl::Status fwd = cuda::SsdCuda(p->params, cuda::CurrentStream(0));
+  if (!fwd.ok()) return Fail(state, fwd);
+  const cuda::SsdBackwardParams g = BackwardParams(*p);
+  Report(state, [&] { return cuda::SsdBackwardCuda(g, cuda::CurrentStream(0)); },
+         BackwardBytes(*p), BackwardFlops(*p));
+}
+
+void BM_SsdBackwardSequential(benchmark::State& state) {
+  if (SkipWithoutGpu(state)) return;
+  absl::StatusOr<Problem> p = MakeProblem(state, /*backward=*/true);
+  if (!p.ok()) return Fail(state, p.status());
+  absl::Status fwd = cuda::SsdCuda(p->params, cuda::CurrentStream(0));
+  if (!fwd.ok()) return Fail(state, fwd);
+  const cuda::SsdBackwardParams g = BackwardParams(*p);
+  Report(state, [&] { return cuda::SsdBackwardSequentialCuda(g, cuda::CurrentStream(0)); },
+         BackwardBytes(*p), 0);
+}
+
+void BM_SsdForwardBackward(benchmark::State& state) {
+  if (SkipWithoutGpu(state)) return;
+  absl::StatusOr<Problem> p = MakeProblem(state, /*backward=*/true);
+  if (!p.ok()) return Fail(state, p.status());
+  const cuda::SsdBackwardParams g = BackwardParams(*p);
+  Report(
+      state,
+      [&]() -> absl::Status {
+        LYRA_RETURN_IF_ERROR(cuda::SsdCuda(p->params, cuda::CurrentStream(0)));
+        return cuda::SsdBackwardCuda(g, cuda::CurrentStream(0));
+      },
+      ForwardBytes(*p) + BackwardBytes(*p), ForwardFlops(*p) + BackwardFlops(*p));
+}
+
+void Shapes(benchmark::internal::Benchmark* b) {
+  b->Args({0, 2048, 128});  // the reference shape
+  b->Args({0, 2048, 64});
+  b->Args({0, 2048, 256});
+  b->Args({0, 512, 128});
+  b->Args({0, 8192, 128});
+  b->Args({1, 2048, 128});
+  b->Args({1, 2048, 64});
+  b->Args({1, 2048, 256});
+  b->ArgNames({"f32", "L", "N"})->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+
+BENCHMARK(BM_SsdBackward)->Apply(Shapes);
+BENCHMARK(BM_SsdForwardBackward)->Apply(Shapes);
+BENCHMARK(BM_SsdBackwardSequential)
+    ->Args({0, 512, 128})
+    ->ArgNames({"f32", "L", "N"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace lyra
