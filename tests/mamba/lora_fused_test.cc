@@ -3,7 +3,7 @@
 // gradient, the factors' included, in f64; dropout with the same masks), passes a f64
 // finite-difference check, replays its dropout masks, and every adapter of every fused target
 // changes the output and receives a gradient (f32, f16 and bf16 autocast; CPU, and CUDA on a GPU
-// machine).
+// machine), for the Mamba-1 node and for every LoRA target of the Mamba-1 and Mamba-2 models.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -436,7 +436,7 @@ TEST(LoraFusedTest, CudaMatchesCpu) {
   }
 }
 
-// --- the model: every target of the Mamba-1 fused path -------------------------------------
+// --- the model: every target of the Mamba-1 and Mamba-2 fused paths -------------------------------------
 
 MambaConfig TinyConfig(bool tie) {
   MambaConfig c;
@@ -454,15 +454,41 @@ MambaConfig TinyConfig(bool tie) {
   return c;
 }
 
-// A tiny model with the "all" preset (in_proj, x_proj, dt_proj, out_proj, embeddings) injected
+// H = 4 heads of P = 4 in G = 2 groups, N = 4, K = 4, chunk 16 (mamba2_model_test's shape).
+MambaConfig TinyConfig2(bool tie) {
+  MambaConfig c;
+  c.version = 2;
+  c.vocab_size = 24;
+  c.hidden_size = 8;
+  c.expand = 2;
+  c.intermediate_size = 16;
+  c.num_heads = 4;
+  c.head_dim = 4;
+  c.n_groups = 2;
+  c.state_size = 4;
+  c.chunk_size = 16;
+  c.num_hidden_layers = 2;
+  c.conv_kernel = 4;
+  c.use_bias = !tie;
+  c.use_conv_bias = true;
+  c.tie_word_embeddings = tie;
+  c.norm_group_size = 16;
+  c.norm_epsilon = 1e-5;
+  return c;
+}
+
+// A tiny Mamba-1 (or Mamba-2) model with the "all" preset (in_proj, x_proj, dt_proj, out_proj,
+// embeddings; Mamba-2: in_proj, out_proj, embeddings) injected
 // and every factor moved to random non-zero values (PEFT initialises B, or an embedding's A,
 // to zero), in `dtype` on `device`.
 absl::StatusOr<std::unique_ptr<MambaForCausalLM>> AdaptedModel(DType dtype, Device device,
                                                                 bool tie = true,
-                                                                double dropout = 0) {
+                                                                int version = 1) {
   Generator gen(3);
-  LYRA_ASSIGN_OR_RETURN(std::unique_ptr<MambaForCausalLM> model,
-                        MambaForCausalLM::Create(TinyConfig(tie), gen, DType::kF32));
+  LYRA_ASSIGN_OR_RETURN(
+      std::unique_ptr<MambaForCausalLM> model,
+      MambaForCausalLM::Create(version == 1 ? TinyConfig(tie) : TinyConfig2(tie), gen,
+                               DType::kF32));
   // dt_proj's bias as initialised gives dt in [0.001, 0.1], where the output barely depends on
   // delta; dt ~ softplus(U(-0.5, 0.5)) makes the dt_proj adapter's effect clearly measurable.
   for (auto& [name, p] : model->NamedParameters()) {
@@ -471,10 +497,9 @@ absl::StatusOr<std::unique_ptr<MambaForCausalLM>> AdaptedModel(DType dtype, Devi
       LYRA_RETURN_IF_ERROR(p.data().CopyFrom(v));
     }
   }
-  LYRA_ASSIGN_OR_RETURN(nn::LoraConfig config, nn::LoraConfig::Preset("all", 1));
+  LYRA_ASSIGN_OR_RETURN(nn::LoraConfig config, nn::LoraConfig::Preset("all", version));
   config.r = 2;
   config.lora_alpha = 3;
-  config.lora_dropout = dropout;
   LYRA_RETURN_IF_ERROR(nn::InjectLora(*model, config, gen).status());
   uint64_t seed = 500;
   for (auto& [key, p] : nn::PeftAdapterParameters(*model, "default")) {
@@ -491,8 +516,10 @@ const std::vector<int64_t> kIds = {1, 5, 9, 2, 14, 7, 3, 0, 11, 6, 4, 13, 8, 15}
 // Forward (the fused node), Prefill (the composed stateful path) and Step decoding agree with
 // every adapter active, and the adapters change the logits.
 TEST(LoraFusedModelTest, FusedComposedAndStepAgreeF64) {
+  for (int version : {1, 2}) {
   for (bool tie : {true, false}) {
-    ASSERT_OK_AND_ASSIGN(auto model, AdaptedModel(DType::kF64, Device::Cpu(), tie));
+    SCOPED_TRACE(::testing::Message() << "Mamba-" << version << ", tie " << tie);
+    ASSERT_OK_AND_ASSIGN(auto model, AdaptedModel(DType::kF64, Device::Cpu(), tie, version));
     ASSERT_OK_AND_ASSIGN(Tensor ids, Tensor::FromVector<int64_t>(kIds, {2, 7}));
     ASSERT_OK_AND_ASSIGN(Variable fused, model->Forward(ids));
     MambaCache cache;
@@ -514,6 +541,7 @@ TEST(LoraFusedModelTest, FusedComposedAndStepAgreeF64) {
     for (double x : d) moved = std::max(moved, std::fabs(x));
     EXPECT_GT(moved, 1e-3) << "the adapters change nothing";
   }
+  }
 }
 
 // Merging the adapters into the base weights gives the unmerged adapter's forward.
@@ -531,9 +559,9 @@ TEST(LoraFusedModelTest, MergedEqualsUnmergedF64) {
 
 // Under autocast with FP32 masters: every adapter tensor receives a finite non-zero FP32
 // gradient from the loss, and perturbing one target's B alone (every layer) moves the logits.
-void ExpectEveryModelTargetActs(DType compute, Device device) {
-  SCOPED_TRACE(std::string(DTypeName(compute)));
-  ASSERT_OK_AND_ASSIGN(auto model, AdaptedModel(DType::kF32, device, /*tie=*/true));
+void ExpectEveryModelTargetActs(DType compute, Device device, int version) {
+  SCOPED_TRACE(::testing::Message() << "Mamba-" << version << " " << DTypeName(compute));
+  ASSERT_OK_AND_ASSIGN(auto model, AdaptedModel(DType::kF32, device, /*tie=*/true, version));
   model->Train();
   ASSERT_OK_AND_ASSIGN(Tensor ids_cpu, Tensor::FromVector<int64_t>(kIds, {2, 7}));
   ASSERT_OK_AND_ASSIGN(Tensor ids, ids_cpu.To(device));
@@ -548,7 +576,8 @@ void ExpectEveryModelTargetActs(DType compute, Device device) {
     ASSERT_OK(loss.Backward());
   }
   const auto adapter = nn::PeftAdapterParameters(*model, "default");
-  ASSERT_EQ(adapter.size(), 2u + 2u * 4u * 2u);  // embeddings + 4 linears x 2 layers, A and B
+  // embeddings + (4 or 2) linears x 2 layers, A and B each
+  ASSERT_EQ(adapter.size(), 2u + 2u * (version == 1 ? 4u : 2u) * 2u);
   for (const auto& [key, p] : adapter) {
     ASSERT_TRUE(p.grad().defined()) << key;
     EXPECT_EQ(p.grad().dtype(), DType::kF32) << key;
@@ -559,10 +588,13 @@ void ExpectEveryModelTargetActs(DType compute, Device device) {
   }
   ASSERT_OK_AND_ASSIGN(Tensor base, logits());
   ASSERT_OK_AND_ASSIGN(std::vector<double> b0, base.ToDoubles());
-  for (const char* target : {"in_proj", "x_proj", "dt_proj", "out_proj", "embeddings"}) {
-    const std::string b_key = std::string(target) == "embeddings"
-                                  ? "embeddings.lora_embedding_B"
-                                  : std::string(target) + ".lora_B.weight";
+  const std::vector<std::string> targets =
+      version == 1 ? std::vector<std::string>{"in_proj", "x_proj", "dt_proj", "out_proj",
+                                              "embeddings"}
+                   : std::vector<std::string>{"in_proj", "out_proj", "embeddings"};
+  for (const std::string& target : targets) {
+    const std::string b_key =
+        target == "embeddings" ? "embeddings.lora_embedding_B" : target + ".lora_B.weight";
     std::vector<std::pair<Variable, Tensor>> saved;
     for (const auto& [key, p] : adapter) {
       if (key.size() < b_key.size() || key.compare(key.size() - b_key.size(), b_key.size(),
@@ -585,15 +617,19 @@ void ExpectEveryModelTargetActs(DType compute, Device device) {
 }
 
 TEST(LoraFusedModelTest, EveryTargetActsUnderAutocastCpu) {
-  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
-    ExpectEveryModelTargetActs(dtype, Device::Cpu());
+  for (int version : {1, 2}) {
+    for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+      ExpectEveryModelTargetActs(dtype, Device::Cpu(), version);
+    }
   }
 }
 
 TEST(LoraFusedModelTest, EveryTargetActsUnderAutocastCuda) {
   LYRA_REQUIRE_GPU();
-  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
-    ExpectEveryModelTargetActs(dtype, Device::Cuda(0));
+  for (int version : {1, 2}) {
+    for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+      ExpectEveryModelTargetActs(dtype, Device::Cuda(0), version);
+    }
   }
 }
 
