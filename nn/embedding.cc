@@ -93,8 +93,10 @@ absl::Status Embedding::AddLoraAdapter(const std::string& name, const LoraAdapte
   LYRA_ASSIGN_OR_RETURN(Tensor a, Tensor::Zeros({spec.r, num_embeddings_}, w.dtype(), w.device()));
   LYRA_ASSIGN_OR_RETURN(Tensor b, Tensor::Empty({embedding_dim_, spec.r}, w.dtype(), w.device()));
   LYRA_RETURN_IF_ERROR(init::Normal(b, gen, 0, 1));
-  return lora_.Add(*this, name, LoraAName(name), LoraBName(name), std::move(a), std::move(b),
-                   spec, /*dropout_seed=*/0);
+  LYRA_RETURN_IF_ERROR(lora_.Add(*this, name, LoraAName(name), LoraBName(name), std::move(a),
+                                 std::move(b), spec, /*dropout_seed=*/0));
+  lora_.Find(name)->factors.dropout = 0;  // PEFT's lora.Embedding applies no dropout
+  return absl::OkStatus();
 }
 
 absl::Status Embedding::DeleteAdapter(const std::string& name) {

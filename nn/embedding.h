@@ -59,8 +59,8 @@ class Embedding : public Module {
   // The active adapter's factors (A [r, V], B [M, r]), or null (none active, disabled, merged).
   const LoraFactors* active_lora() const { return lora_.ForwardFactors(is_training()); }
   // Adds adapter `name` initialised as PEFT's init_lora_weights=True for embeddings:
-  // A = 0, B ~ N(0, 1) drawn from `gen`, in the table's dtype and device. lora_dropout must be
-  // 0 or is ignored as PEFT ignores it here (it is recorded in the spec).
+  // A = 0, B ~ N(0, 1) drawn from `gen`, in the table's dtype and device. lora_dropout is
+  // ignored as PEFT ignores it for embeddings (kept in the spec; the factors say 0).
   absl::Status AddLoraAdapter(const std::string& name, const LoraAdapterSpec& spec,
                               Generator& gen);
   absl::Status DeleteAdapter(const std::string& name);

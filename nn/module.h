@@ -117,7 +117,8 @@ class Module {
   // computes with (and trains) what `other` held, and `other` holds the original. While swapped,
   // StateDict / LoadStateDict read and write `other` (the original) under `name`. Swapping again
   // with the same `other` undoes it. InvalidArgument for an unknown name, a non-leaf, a shape or
-  // dtype mismatch, or while `name` is swapped with another Variable.
+  // dtype mismatch, or while `name` is swapped with another Variable. Swap outside autocast
+  // regions: an AutocastGuard caches casts per Variable state and would keep the old value's.
   absl::Status SwapParameter(const std::string& name, const Variable& other);
   // Whether own parameter `name` is currently swapped (with whom: `with`, if non-null).
   bool IsParameterSwapped(const std::string& name, Variable* with = nullptr) const;

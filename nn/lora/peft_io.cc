@@ -29,6 +29,8 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 constexpr char kPrefix[] = "base_model.model.";
+// The PEFT release whose LoraConfig.to_dict() field set adapter_config.json reproduces.
+constexpr char kPeftVersion[] = "0.21.0";
 
 // A number that PEFT writes as an int when it is one (r, lora_alpha).
 Json Number(double v) {
@@ -108,17 +110,21 @@ absl::StatusOr<std::vector<std::string>> StringOrList(const Json& j, const std::
 
 std::string PeftConfigJson(const LoraConfig& config) {
   Json j;
+  j["alora_invocation_tokens"] = nullptr;
   j["alpha_pattern"] = Json::object();
+  j["arrow_config"] = nullptr;
   j["auto_mapping"] = nullptr;
   j["base_model_name_or_path"] =
       config.base_model_name_or_path.empty() ? Json(nullptr) : Json(config.base_model_name_or_path);
   j["bias"] = config.bias;
   j["corda_config"] = nullptr;
+  j["ensure_weight_tying"] = false;
   j["eva_config"] = nullptr;
   j["exclude_modules"] = nullptr;
   j["fan_in_fan_out"] = false;
   j["inference_mode"] = true;
   j["init_lora_weights"] = true;
+  j["kasa_config"] = nullptr;
   j["layer_replication"] = nullptr;
   j["layers_pattern"] = config.layers_pattern.empty() ? Json(nullptr) : Json(config.layers_pattern);
   j["layers_to_transform"] =
@@ -127,11 +133,14 @@ std::string PeftConfigJson(const LoraConfig& config) {
   j["lora_alpha"] = Number(config.lora_alpha);
   j["lora_bias"] = false;
   j["lora_dropout"] = config.lora_dropout;
+  j["lora_ga_config"] = nullptr;
   j["megatron_config"] = nullptr;
   j["megatron_core"] = "megatron.core";
   j["modules_to_save"] =
       config.modules_to_save.empty() ? Json(nullptr) : Json(config.modules_to_save);
+  j["monteclora_config"] = nullptr;
   j["peft_type"] = "LORA";
+  j["peft_version"] = kPeftVersion;
   j["qalora_group_size"] = 16;
   j["r"] = config.r;
   j["rank_pattern"] = Json::object();
@@ -141,10 +150,12 @@ std::string PeftConfigJson(const LoraConfig& config) {
   j["target_parameters"] = nullptr;
   j["task_type"] = config.task_type.empty() ? Json(nullptr) : Json(config.task_type);
   j["trainable_token_indices"] = nullptr;
+  j["use_bdlora"] = nullptr;
   j["use_dora"] = false;
   j["use_qalora"] = false;
   j["use_rslora"] = config.use_rslora;
-  return j.dump(2) + "\n";
+  j["velora_config"] = nullptr;
+  return j.dump(2);  // json.dumps(indent=2, sort_keys=True): no trailing newline
 }
 
 absl::StatusOr<LoraConfig> ParsePeftConfig(const std::string& text, const std::string& file,

@@ -34,7 +34,9 @@ namespace lyra::nn {
 inline constexpr char kPeftConfigFile[] = "adapter_config.json";
 inline constexpr char kPeftWeightsFile[] = "adapter_model.safetensors";
 
-// adapter_config.json's text for `config` (PEFT 0.21's field set; inference_mode true).
+// adapter_config.json's text for `config`: every field PEFT 0.21's LoraConfig writes, the
+// unused ones at PEFT's defaults (null, {}, false), "peft_version": "0.21.0", inference_mode
+// true; keys sorted as PEFT's json.dump(sort_keys=True).
 std::string PeftConfigJson(const LoraConfig& config);
 // Parses adapter_config.json's text (`file` names it in errors). InvalidArgument naming the file
 // for malformed JSON or a field of the wrong type; Unimplemented for a peft_type other than

@@ -251,6 +251,11 @@ TEST(LoraEmbeddingTest, ForwardInitialisationAndGradientsF64) {
   ASSERT_OK_AND_ASSIGN(Tensor wts, RandomTensor({5, 3}, DType::kF64, 12));
   auto forward = [&]() { return emb->Forward(ids); };
   ExpectGradientMatchesDifferences(forward, f->B, wts);
+  // Without the padding id every element of A, B and the table matches central differences.
+  ASSERT_OK_AND_ASSIGN(Tensor plain_ids, Tensor::FromVector<int64_t>({0, 5, 2, 3, 3}, {5}));
+  auto plain = [&]() { return emb->Forward(plain_ids); };
+  ExpectGradientMatchesDifferences(plain, f->A, wts);
+  ExpectGradientMatchesDifferences(plain, f->B, wts);
   // A: the padding column gets no gradient (F.embedding's padding_idx), so compare the others
   // through the analytic formula dA[k, id] = scale * sum_m B[m, k] g[m] over lookups of id.
   f->A.ZeroGrad();
@@ -359,6 +364,46 @@ TEST(LoraLinearTest, SeveralAdaptersOneActive) {
   EXPECT_EQ(lin->active_lora(), nullptr);
   EXPECT_EQ(lin->NamedAdapterParameters().size(), 2u);
   EXPECT_STATUS_IS(lin->DeleteAdapter("b"), absl::StatusCode::kNotFound, "'b'");
+}
+
+TEST(ModuleAdapterTest, AdapterParametersAndSwapping) {
+  auto lin = MakeLinear(3, 2, /*bias=*/true);
+  ASSERT_OK_AND_ASSIGN(Tensor t, RandomTensor({2, 3}, DType::kF64, 1));
+  ASSERT_OK_AND_ASSIGN(Variable extra, lin->AddAdapterParameter("x.y.z", t));
+  EXPECT_TRUE(extra.requires_grad());
+  EXPECT_STATUS_IS(lin->AddAdapterParameter("x.y.z", t).status(),
+                   absl::StatusCode::kInvalidArgument, "already");
+  EXPECT_STATUS_IS(lin->AddAdapterParameter("weight", t).status(),
+                   absl::StatusCode::kInvalidArgument, "base parameter");
+  EXPECT_STATUS_IS(lin->AddAdapterParameter("a..b", t).status(),
+                   absl::StatusCode::kInvalidArgument, "bad adapter parameter name");
+  EXPECT_EQ(lin->NamedParameters().back().first, "x.y.z");
+  EXPECT_EQ(lin->StateDict().size(), 2u);
+  // Swap the weight with a stand-in: the layer computes with it, the state dict keeps the
+  // original, a second swap undoes it.
+  ASSERT_OK_AND_ASSIGN(Tensor w0, lin->weight().data().Clone());
+  Variable stand_in(t, /*requires_grad=*/true);
+  ASSERT_OK(lin->SwapParameter("weight", stand_in));
+  EXPECT_TRUE(lin->IsParameterSwapped("weight"));
+  EXPECT_EQ(D(lin->weight().data()), D(t));
+  EXPECT_EQ(D(stand_in.data()), D(w0));
+  EXPECT_EQ(D(lin->StateDict()[0].second), D(w0));
+  ASSERT_OK_AND_ASSIGN(Tensor loaded, RandomTensor({2, 3}, DType::kF64, 2));
+  ASSERT_OK(lin->LoadStateDict({{"weight", loaded}, {"bias", lin->bias().data()}}).status());
+  EXPECT_EQ(D(stand_in.data()), D(loaded)) << "the load went to the displaced original";
+  EXPECT_EQ(D(lin->weight().data()), D(t));
+  Variable other(t);
+  EXPECT_STATUS_IS(lin->SwapParameter("weight", other), absl::StatusCode::kInvalidArgument,
+                   "already swapped");
+  EXPECT_STATUS_IS(lin->SwapParameter("nope", other), absl::StatusCode::kInvalidArgument, "nope");
+  ASSERT_OK_AND_ASSIGN(Tensor wrong, RandomTensor({3, 2}, DType::kF64, 3));
+  EXPECT_STATUS_IS(lin->SwapParameter("bias", Variable(wrong)),
+                   absl::StatusCode::kInvalidArgument, "stand-in");
+  ASSERT_OK(lin->SwapParameter("weight", stand_in));
+  EXPECT_FALSE(lin->IsParameterSwapped("weight"));
+  EXPECT_EQ(D(lin->weight().data()), D(loaded));
+  ASSERT_OK(lin->RemoveAdapterParameter("x.y.z"));
+  EXPECT_EQ(lin->RemoveAdapterParameter("x.y.z").code(), absl::StatusCode::kNotFound);
 }
 
 // --- Injection into a Mamba model -----------------------------------------------------------
@@ -689,6 +734,22 @@ TEST(PeftIoTest, SaveWritesPeftKeysAndConfig) {
   EXPECT_EQ(j["inference_mode"], true);
   EXPECT_TRUE(j["revision"].is_null());
   EXPECT_EQ(j["base_model_name_or_path"], "state-spaces/mamba-130m-hf");
+  EXPECT_EQ(j["peft_version"], "0.21.0");
+  // The field set of PEFT 0.21's LoraConfig.to_dict() (as its save_pretrained writes it).
+  std::set<std::string> fields;
+  for (const auto& [k, v] : j.items()) fields.insert(k);
+  EXPECT_EQ(fields,
+            (std::set<std::string>{
+                "alora_invocation_tokens", "alpha_pattern", "arrow_config", "auto_mapping",
+                "base_model_name_or_path", "bias", "corda_config", "ensure_weight_tying",
+                "eva_config", "exclude_modules", "fan_in_fan_out", "inference_mode",
+                "init_lora_weights", "kasa_config", "layer_replication", "layers_pattern",
+                "layers_to_transform", "loftq_config", "lora_alpha", "lora_bias", "lora_dropout",
+                "lora_ga_config", "megatron_config", "megatron_core", "modules_to_save",
+                "monteclora_config", "peft_type", "peft_version", "qalora_group_size", "r",
+                "rank_pattern", "revision", "target_modules", "target_parameters", "task_type",
+                "trainable_token_indices", "use_bdlora", "use_dora", "use_qalora", "use_rslora",
+                "velora_config"}));
   // No temp files left behind.
   int files = 0;
   for (const auto& e : fs::directory_iterator(dir)) {

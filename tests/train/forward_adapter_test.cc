@@ -45,7 +45,9 @@ class ForwardAdapterTest : public ::testing::Test {
     ASSERT_OK(WriteSafetensors(input_, {{"input_ids", expected_.input_ids}}));
     // An adapter with non-zero factors everywhere, and a modules_to_save copy of norm_f.
     ASSERT_OK_AND_ASSIGN(model_, mamba::LoadMamba(dir_, Device::Cpu(), DType::kF64));
-    config_.target_modules = {"in_proj", "embeddings"};
+    // Every linear layer of the mixers and the embeddings (x_proj, dt_proj and out_proj act
+    // inside the fused inner path).
+    ASSERT_OK_AND_ASSIGN(config_, nn::LoraConfig::Preset("all", 1));
     config_.r = 2;
     config_.lora_alpha = 4;
     config_.modules_to_save = {"norm_f"};
@@ -115,6 +117,9 @@ TEST_F(ForwardAdapterTest, GradsAreTheAdaptersUnderPeftKeys) {
   EXPECT_EQ(names, want);
   EXPECT_TRUE(names.count("base_model.model.backbone.embeddings.lora_embedding_A"));
   EXPECT_TRUE(names.count("base_model.model.backbone.layers.0.mixer.in_proj.lora_B.weight"));
+  EXPECT_TRUE(names.count("base_model.model.backbone.layers.0.mixer.x_proj.lora_A.weight"));
+  EXPECT_TRUE(names.count("base_model.model.backbone.layers.0.mixer.dt_proj.lora_B.weight"));
+  EXPECT_TRUE(names.count("base_model.model.backbone.layers.0.mixer.out_proj.lora_B.weight"));
   EXPECT_TRUE(names.count("base_model.model.backbone.norm_f.weight"));
 
   // Central differences of the loss for a few elements of each adapter tensor.
