@@ -191,6 +191,13 @@ absl::StatusOr<LoraConfig> LoraConfig::Preset(absl::string_view name, int mamba_
 }
 
 absl::StatusOr<bool> IsLoraTarget(const LoraConfig& config, const std::string& path) {
+  if (!config.exclude_regex.empty()) {
+    LYRA_ASSIGN_OR_RETURN(std::regex re, CompileRegex(config.exclude_regex, "exclude"));
+    if (std::regex_match(path, re)) return false;
+  }
+  for (const std::string& e : config.exclude_modules) {
+    if (path == e || absl::EndsWith(path, absl::StrCat(".", e))) return false;
+  }
   if (!config.target_regex.empty()) {
     LYRA_ASSIGN_OR_RETURN(std::regex re, CompileRegex(config.target_regex, "target"));
     return std::regex_match(path, re);
@@ -297,20 +304,26 @@ absl::StatusOr<LoraInjection> InjectLora(Module& root, const LoraConfig& config,
     }
     report.adapted.push_back(targets[i].path);
   }
-  for (const auto& [path, m] : to_save) {
-    for (const auto& [param, live] : OwnBaseParameters(*m)) {
-      // The copy of the original (the live value unless another adapter's copy is in).
-      Variable original;
-      const Variable& source = m->IsParameterSwapped(param, &original) ? original : live;
-      LYRA_ASSIGN_OR_RETURN(Tensor copy, source.data().Clone());
-      LYRA_RETURN_IF_ERROR(
-          m->AddAdapterParameter(absl::StrCat(kCopyPrefix, name, ".", param), copy).status());
+  auto copy_and_activate = [&]() -> absl::Status {
+    for (const auto& [path, m] : to_save) {
+      for (const auto& [param, live] : OwnBaseParameters(*m)) {
+        // The copy of the original (the live value unless another adapter's copy is in).
+        Variable original;
+        const Variable& source = m->IsParameterSwapped(param, &original) ? original : live;
+        LYRA_ASSIGN_OR_RETURN(Tensor copy, source.data().Clone());
+        LYRA_RETURN_IF_ERROR(
+            m->AddAdapterParameter(absl::StrCat(kCopyPrefix, name, ".", param), copy).status());
+      }
+      report.modules_to_save.push_back(path);
     }
-    report.modules_to_save.push_back(path);
+    // PEFT's _mark_only_adapters_as_trainable, then set_adapter(name).
+    root.SetRequiresGradAll(false);
+    return SetActiveAdapter(root, name, !config.inference_mode);
+  };
+  if (absl::Status s = copy_and_activate(); !s.ok()) {
+    DeleteAdapter(root, name).IgnoreError();  // best effort: the failure is what matters
+    return s;
   }
-  // PEFT's _mark_only_adapters_as_trainable, then set_adapter(name).
-  root.SetRequiresGradAll(false);
-  LYRA_RETURN_IF_ERROR(SetActiveAdapter(root, name, !config.inference_mode));
   return report;
 }
 

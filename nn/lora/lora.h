@@ -16,7 +16,9 @@
 //     this case layers_to_transform (non-empty) further requires the first numbered path segment
 //     ".<name>.<i>." (or ".<pattern>.<i>." for an entry of layers_pattern, tried in order) to have
 //     i in layers_to_transform;
-//   - a path matching a modules_to_save entry m as (^|.*\.)m($|\..*) is never a target.
+//   - a path matching a modules_to_save entry m as (^|.*\.)m($|\..*) is never a target, nor is
+//     one excluded by exclude_modules (a list: equal to an entry or ending with "." + entry; or
+//     exclude_regex, matched entirely).
 // A target must be an nn::Linear or nn::Embedding (InvalidArgument naming it otherwise); no match
 // at all is NotFound naming the patterns, as PEFT raises.
 //
@@ -60,6 +62,9 @@ struct LoraConfig {
   // ... or, when non-empty, one regular expression matched against the whole path (PEFT's
   // string form; then target_modules and layers_to_transform are not used).
   std::string target_regex;
+  // Modules never adapted: names (exact or dotted suffix), or one full-match regex.
+  std::vector<std::string> exclude_modules;
+  std::string exclude_regex;
   std::vector<std::string> modules_to_save;
   std::vector<int> layers_to_transform;
   std::vector<std::string> layers_pattern;
@@ -78,8 +83,9 @@ struct LoraConfig {
   static absl::StatusOr<LoraConfig> Preset(absl::string_view name, int mamba_version);
 };
 
-// PEFT's check_target_module_exists for one module path (see the file comment), without the
-// modules_to_save exclusion. InvalidArgument for a malformed regular expression.
+// PEFT's check_target_module_exists for one module path (see the file comment), with the
+// exclude_modules rule but without the modules_to_save exclusion. InvalidArgument for a
+// malformed regular expression.
 absl::StatusOr<bool> IsLoraTarget(const LoraConfig& config, const std::string& path);
 
 struct LoraInjection {
@@ -93,7 +99,9 @@ struct LoraInjection {
 // (r < 1, lora_dropout outside [0, 1), no targets given, an adapter name that is empty, dotted
 // or already present, a bad regex, a target that is neither Linear nor Embedding, a
 // modules_to_save module with child parameters or LoRA); Unimplemented for bias != "none";
-// NotFound when no module matches. On error the model is left as it was.
+// NotFound when no module matches (or a modules_to_save entry matches nothing: stricter than
+// PEFT, which skips it). Every check runs before the model changes; a failure while copying
+// or activating (allocation) removes the adapter again.
 absl::StatusOr<LoraInjection> InjectLora(Module& root, const LoraConfig& config, Generator& gen);
 
 // Names of the adapters present anywhere in the tree (first-seen order).

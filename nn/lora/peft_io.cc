@@ -120,7 +120,9 @@ std::string PeftConfigJson(const LoraConfig& config) {
   j["corda_config"] = nullptr;
   j["ensure_weight_tying"] = false;
   j["eva_config"] = nullptr;
-  j["exclude_modules"] = nullptr;
+  j["exclude_modules"] = !config.exclude_regex.empty() ? Json(config.exclude_regex)
+                         : config.exclude_modules.empty() ? Json(nullptr)
+                                                          : Json(config.exclude_modules);
   j["fan_in_fan_out"] = false;
   j["inference_mode"] = true;
   j["init_lora_weights"] = true;
@@ -223,6 +225,24 @@ absl::StatusOr<LoraConfig> ParsePeftConfig(const std::string& text, const std::s
     if (config.bias != "none") {
       return absl::UnimplementedError(absl::StrCat(
           file, ": bias \"", config.bias, "\" is not implemented (only \"none\")"));
+    }
+  }
+  if (const Json* v = get("exclude_modules")) {
+    if (v->is_string()) {
+      config.exclude_regex = v->get<std::string>();
+    } else {
+      LYRA_ASSIGN_OR_RETURN(config.exclude_modules, StringOrList(*v, "exclude_modules", file));
+    }
+  }
+  // Features of PEFT's LoraConfig that Lyra does not have: refuse rather than ignore them.
+  for (const char* feature : {"target_parameters", "trainable_token_indices", "layer_replication",
+                              "lora_bias", "use_qalora", "use_bdlora", "alora_invocation_tokens"}) {
+    const Json* v = get(feature);
+    const bool in_use = v != nullptr && !(v->is_boolean() && !v->get<bool>()) &&
+                        !((v->is_array() || v->is_object()) && v->empty());
+    if (in_use) {
+      return absl::UnimplementedError(
+          absl::StrCat(file, ": \"", feature, "\" = ", v->dump(), " is not implemented"));
     }
   }
   const Json* targets = get("target_modules");

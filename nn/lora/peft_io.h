@@ -40,8 +40,12 @@ inline constexpr char kPeftWeightsFile[] = "adapter_model.safetensors";
 std::string PeftConfigJson(const LoraConfig& config);
 // Parses adapter_config.json's text (`file` names it in errors). InvalidArgument naming the file
 // for malformed JSON or a field of the wrong type; Unimplemented for a peft_type other than
-// "LORA", bias other than "none", use_dora, a non-empty rank_pattern / alpha_pattern, or
-// fan_in_fan_out. adapter_name is set to `adapter_name`.
+// "LORA", bias other than "none", and for PEFT features Lyra lacks when they are in use:
+// use_dora, fan_in_fan_out, a non-empty rank_pattern / alpha_pattern, target_parameters,
+// trainable_token_indices, layer_replication, lora_bias, use_qalora, use_bdlora,
+// alora_invocation_tokens. Fields Lyra does not need (init_lora_weights, megatron_*, the
+// *_config of initialisation methods, auto_mapping, peft_version) are ignored. adapter_name is
+// set to `adapter_name`.
 absl::StatusOr<LoraConfig> ParsePeftConfig(const std::string& text, const std::string& file,
                                            const std::string& adapter_name = "default");
 

@@ -491,6 +491,19 @@ TEST(InjectLoraTest, SuffixExactRegexAndLayerSelection) {
     c.layers_pattern = {"blocks"};
     EXPECT_EQ(InjectLora(*model, c, gen).status().code(), absl::StatusCode::kNotFound);
   }
+  {
+    auto model = TinyModel();
+    LoraConfig c = Targets({"in_proj", "out_proj"});
+    c.exclude_modules = {"layers.0.mixer.in_proj"};
+    ASSERT_OK_AND_ASSIGN(LoraInjection r, InjectLora(*model, c, gen));
+    EXPECT_EQ(r.adapted, (std::vector<std::string>{"backbone.layers.0.mixer.out_proj",
+                                                   "backbone.layers.1.mixer.in_proj",
+                                                   "backbone.layers.1.mixer.out_proj"}));
+    LoraConfig d = Targets({"in_proj"});
+    d.exclude_regex = ".*\\.1\\..*";
+    EXPECT_FALSE(IsLoraTarget(d, "backbone.layers.1.mixer.in_proj").value());
+    EXPECT_TRUE(IsLoraTarget(d, "backbone.layers.0.mixer.in_proj").value());
+  }
   EXPECT_TRUE(IsLoraTarget(Targets({"in_proj"}), "in_proj").value());
   EXPECT_FALSE(IsLoraTarget(Targets({"in_proj"}), "backbone.layers.0.mixer.xin_proj").value());
 }
@@ -547,6 +560,66 @@ TEST(InjectLoraTest, PresetsOnMamba1) {
   ASSERT_OK_AND_ASSIGN(LoraInjection ra, InjectLora(*model_all, all1, gen));
   EXPECT_EQ(ra.adapted.size(), 1u + 4u * 2u);
   for (const std::string& p : ra.adapted) EXPECT_NE(p, "lm_head");
+}
+
+mamba::MambaConfig TinyMamba2() {
+  mamba::MambaConfig c;
+  c.version = 2;
+  c.vocab_size = 24;
+  c.hidden_size = 8;
+  c.expand = 2;
+  c.intermediate_size = 16;
+  c.num_heads = 4;
+  c.head_dim = 4;
+  c.n_groups = 2;
+  c.state_size = 4;
+  c.chunk_size = 16;
+  c.num_hidden_layers = 2;
+  c.conv_kernel = 4;
+  c.use_bias = false;
+  c.use_conv_bias = true;
+  c.tie_word_embeddings = true;
+  c.norm_group_size = 16;
+  c.norm_epsilon = 1e-5;
+  return c;
+}
+
+TEST(InjectLoraTest, PresetsOnMamba2ActAndRoundTrip) {
+  for (const char* preset : {"sll", "all"}) {
+    SCOPED_TRACE(preset);
+    Generator gen(1);
+    ASSERT_OK_AND_ASSIGN(auto model, mamba::MambaForCausalLM::Create(TinyMamba2(), gen,
+                                                                     DType::kF64));
+    model->Eval();
+    ASSERT_OK_AND_ASSIGN(LoraConfig c, LoraConfig::Preset(preset, 2));
+    c.r = 2;
+    ASSERT_OK_AND_ASSIGN(LoraInjection r, InjectLora(*model, c, gen));
+    EXPECT_EQ(r.adapted, (std::vector<std::string>{
+                             "backbone.embeddings", "backbone.layers.0.mixer.in_proj",
+                             "backbone.layers.0.mixer.out_proj", "backbone.layers.1.mixer.in_proj",
+                             "backbone.layers.1.mixer.out_proj"}));
+    uint64_t seed = 50;
+    for (const auto& [k, v] : PeftAdapterParameters(*model, "default")) Randomize(v, ++seed, 0.3);
+    // Every adapter tensor receives a non-zero gradient through the model.
+    ASSERT_OK_AND_ASSIGN(Variable loss, model->Loss(Ids()));
+    ASSERT_OK(loss.Backward());
+    for (const auto& [k, v] : PeftAdapterParameters(*model, "default")) {
+      ASSERT_TRUE(v.grad().defined()) << k;
+      double sq = 0;
+      for (double g : D(v.grad())) sq += g * g;
+      EXPECT_GT(sq, 0.0) << k;
+    }
+    ASSERT_OK_AND_ASSIGN(Variable y, model->Forward(Ids()));
+    const std::string dir = TempDir(absl::StrCat("mamba2_", preset));
+    ASSERT_OK(SaveLoraAdapter(*model, c, dir));
+    Generator gen2(1);
+    ASSERT_OK_AND_ASSIGN(auto other, mamba::MambaForCausalLM::Create(TinyMamba2(), gen2,
+                                                                     DType::kF64));
+    other->Eval();
+    ASSERT_OK(LoadLoraAdapter(*other, dir).status());
+    ASSERT_OK_AND_ASSIGN(Variable y2, other->Forward(Ids()));
+    EXPECT_EQ(D(y2.data()), D(y.data()));
+  }
 }
 
 TEST(InjectLoraTest, FreezingAndPeftCounts) {
@@ -867,6 +940,24 @@ TEST(PeftIoTest, LoadErrors) {
   EXPECT_EQ(regex.layers_to_transform, std::vector<int>{3});
   EXPECT_EQ(regex.layers_pattern, std::vector<std::string>{"layers"});
   EXPECT_EQ(regex.r, 8);
+  for (const char* feature : {R"("use_dora": true)", R"("lora_bias": true)",
+                              R"("target_parameters": ["experts.weight"])",
+                              R"("trainable_token_indices": [1, 2])",
+                              R"("rank_pattern": {"in_proj": 4})", R"("fan_in_fan_out": true)"}) {
+    EXPECT_EQ(ParsePeftConfig(absl::StrCat(R"({"peft_type": "LORA", "target_modules": ["in_proj"], )",
+                                           feature, "}"),
+                              "z.json")
+                  .status()
+                  .code(),
+              absl::StatusCode::kUnimplemented)
+        << feature;
+  }
+  ASSERT_OK_AND_ASSIGN(LoraConfig excl,
+                       ParsePeftConfig(R"({"peft_type": "LORA", "target_modules": ["in_proj"],
+                                           "exclude_modules": ["x"], "lora_bias": false,
+                                           "use_bdlora": null, "rank_pattern": {}})",
+                                       "e.json"));
+  EXPECT_EQ(excl.exclude_modules, std::vector<std::string>{"x"});
 }
 
 // --- CUDA -----------------------------------------------------------------------------------
