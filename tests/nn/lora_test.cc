@@ -960,6 +960,25 @@ TEST(PeftIoTest, LoadErrors) {
   EXPECT_EQ(excl.exclude_modules, std::vector<std::string>{"x"});
 }
 
+TEST(LoraLinearTest, Bf16AutocastOnCpuCastsFactorsAndGivesF32Gradients) {
+  auto lin = MakeLinear(24, 10, true, DType::kF32);
+  Generator gen(1);
+  ASSERT_OK(lin->AddLoraAdapter("default", {4, 8, 0, false}, gen));
+  Randomize(lin->active_lora()->B, 2, 0.3);
+  ASSERT_OK_AND_ASSIGN(Tensor x, RandomTensor({5, 24}, DType::kF32, 3));
+  ASSERT_OK_AND_ASSIGN(Variable ref, lin->Forward(Variable(x)));
+  AutocastGuard autocast(DType::kBF16);
+  ASSERT_OK_AND_ASSIGN(Variable y, lin->Forward(Variable(x)));
+  EXPECT_EQ(y.dtype(), DType::kBF16);
+  EXPECT_TRUE(AllClose(y.data().To(DType::kF32).value(), ref.data(), {5e-2, 2e-2}));
+  ASSERT_OK(autograd::Sum(autograd::Cast(y, DType::kF32).value()).value().Backward());
+  const LoraFactors* f = lin->active_lora();
+  ASSERT_TRUE(f->A.grad().defined());
+  ASSERT_TRUE(f->B.grad().defined());
+  EXPECT_EQ(f->A.grad().dtype(), DType::kF32);
+  EXPECT_EQ(f->B.grad().dtype(), DType::kF32);
+}
+
 // --- CUDA -----------------------------------------------------------------------------------
 
 TEST(LoraCudaTest, LinearAndEmbeddingMatchCpuInF32AndBf16Autocast) {
