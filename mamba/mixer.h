@@ -34,6 +34,27 @@
 // receive the weights through nn::ComputeWeight, so nothing reads a master weight behind the
 // caller's back. seq_idx [B, L] (i32) marks packed documents: the conv drops taps and the scan
 // resets its state where seq_idx changes, so a packed row equals its documents run separately.
+//
+// LoRA (nn/lora/lora.h injects the adapters; nn/lora/lora_factors.h has the math): an active
+// adapter on any of the four projections changes the output in every path, computed from its
+// factors A [r, in], B [out, r] with s = lora_alpha / r (never from a merged weight while it
+// trains), and A and B receive FP32 gradients under autocast:
+//   in_proj   always through in_proj_->Forward (nn::Linear: xz += s · (drop(h) Aᵀ) Bᵀ, separate
+//             autograd nodes ahead of the fused node), in both paths and in Step.
+//   x_proj, dt_proj, out_proj
+//             fused path (no state): the mixer hands active_lora() of each to MambaInner
+//             (MambaInnerWeights::*_lora), which adds s · (drop(x) Aᵀ) Bᵀ inside the one node to
+//             x_dbl (one adapter for dt, B and C together), to delta (before the scan, whose
+//             delta_bias stays dt_proj's bias) and to the output; dropout masks are drawn from
+//             the adapter's generator once per forward (order x_proj, dt_proj, out_proj) and
+//             regenerated in the backward.
+//             composed path (with a state) and Step: x_proj and out_proj through their
+//             nn::Linear::Forward; dt_proj's weight is applied without its bias
+//             (nn::functional::Linear), so its adapter is added explicitly with
+//             nn::AddLoraLinear. Drawing masks in the same order from the same generators, the
+//             two paths give the same output and gradients (tests/mamba/lora_fused_test).
+// active_lora() is null when no adapter is active, adapters are disabled, or the active one is
+// merged: the paths then compute with the (merged) base weights alone.
 #ifndef LYRA_MAMBA_MIXER_H_
 #define LYRA_MAMBA_MIXER_H_
 
