@@ -29,6 +29,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 
 #include "absl/status/status.h"
@@ -316,53 +317,77 @@ __global__ void __launch_bounds__(kSeqThreads)
 }
 
 // ---------------------------------------------------------------------------------------------
-// The last kernel of both versions: dB, dC = sums of the per-head partials over the heads of
-// each group; dA, ddt_bias, dD = sums of the (R, H[, P]) partials over R. One thread per output
-// element, fixed order.
+// The last kernels of both versions. SsdBackwardReduceKernel: dB, dC = sums of the per-head
+// partials over the heads of each group, one thread per output element. SsdParamReduceKernel:
+// dA, ddt_bias, dD = sums of the (R, H[, P]) partials over R (and P for a per-head D), one block
+// per output element (H for dA, H for ddt_bias, H or H P for dD), threads strided over the
+// terms, then a tree. Both in a fixed order: deterministic.
 template <typename T>
 __global__ void SsdBackwardReduceKernel(const SsdBackwardParams bp, const Partials part) {
   const SsdParams& f = bp.forward;
-  const int64_t H = f.heads, P = f.head_dim, N = f.dstate, L = f.length, G = f.groups;
+  const int64_t H = f.heads, N = f.dstate, L = f.length, G = f.groups;
   const int64_t hpg = H / G;
   const int64_t n_bc = f.batch * L * G * N;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n_bc) {
-    const int64_t nn = i % N, gg = (i / N) % G, t = (i / (N * G)) % L, b = i / (N * G * L);
-    const int64_t base = ((b * part.length + t) * H + gg * hpg) * N + nn;
-    float db = 0.f, dc = 0.f;
-    for (int64_t k = 0; k < hpg; ++k) {
-      db += part.dB[base + k * N];
-      dc += part.dC[base + k * N];
-    }
-    St<T>(bp.dB, b * bp.dB_stride_b + t * bp.dB_stride_l + gg * bp.dB_stride_g + nn * bp.dB_stride_n,
-          db);
-    St<T>(bp.dC, b * bp.dC_stride_b + t * bp.dC_stride_l + gg * bp.dC_stride_g + nn * bp.dC_stride_n,
-          dc);
-    return;
+  if (i >= n_bc) return;
+  const int64_t nn = i % N, gg = (i / N) % G, t = (i / (N * G)) % L, b = i / (N * G * L);
+  const int64_t base = ((b * part.length + t) * H + gg * hpg) * N + nn;
+  float db = 0.f, dc = 0.f;
+  for (int64_t k = 0; k < hpg; ++k) {
+    db += part.dB[base + k * N];
+    dc += part.dC[base + k * N];
   }
-  const int64_t j = i - n_bc;
-  if (j < H) {
-    float da = 0.f, dbias = 0.f;
-    for (int64_t r = 0; r < part.rows; ++r) {
-      da += part.dA[r * H + j];
-      dbias += part.dbias[r * H + j];
+  St<T>(bp.dB, b * bp.dB_stride_b + t * bp.dB_stride_l + gg * bp.dB_stride_g + nn * bp.dB_stride_n,
+        db);
+  St<T>(bp.dC, b * bp.dC_stride_b + t * bp.dC_stride_l + gg * bp.dC_stride_g + nn * bp.dC_stride_n,
+        dc);
+}
+
+inline constexpr int kParamReduceThreads = 256;
+
+// (A template only so that each dtype's .cu has its own.)
+template <typename T>
+__global__ void __launch_bounds__(kParamReduceThreads)
+    SsdParamReduceKernel(const SsdBackwardParams bp, const Partials part) {
+  const SsdParams& f = bp.forward;
+  const int64_t H = f.heads, P = f.head_dim;
+  __shared__ float red[kParamReduceThreads];
+  int64_t o = blockIdx.x;
+  // Which output: [0, H) dA, [H, 2H) ddt_bias, then dD (H or H P entries).
+  const float* src;
+  int64_t count, stride, inner = 1, inner_stride = 0;
+  float* dst;
+  if (o < H) {
+    src = part.dA + o, count = part.rows, stride = H;
+    dst = static_cast<float*>(bp.dA) + o * bp.dA_stride;
+  } else if (o < 2 * H) {
+    if (bp.ddt_bias == nullptr) return;
+    o -= H;
+    src = part.dbias + o, count = part.rows, stride = H;
+    dst = static_cast<float*>(bp.ddt_bias) + o * bp.ddt_bias_stride;
+  } else {
+    if (bp.dD == nullptr) return;
+    o -= 2 * H;
+    if (f.D_per_head_dim) {
+      src = part.dD + o, count = part.rows, stride = H * P;
+      dst = static_cast<float*>(bp.dD) + (o / P) * bp.dD_stride_h + (o % P) * bp.dD_stride_p;
+    } else {
+      if (o >= H) return;
+      src = part.dD + o * P, count = part.rows, stride = H * P, inner = P, inner_stride = 1;
+      dst = static_cast<float*>(bp.dD) + o * bp.dD_stride_h;
     }
-    static_cast<float*>(bp.dA)[j * bp.dA_stride] = da;
-    if (bp.ddt_bias != nullptr) static_cast<float*>(bp.ddt_bias)[j * bp.ddt_bias_stride] = dbias;
-    if (bp.dD != nullptr && !f.D_per_head_dim) {
-      float dd = 0.f;
-      for (int64_t r = 0; r < part.rows; ++r)
-        for (int64_t pp = 0; pp < P; ++pp) dd += part.dD[(r * H + j) * P + pp];
-      static_cast<float*>(bp.dD)[j * bp.dD_stride_h] = dd;
-    }
-    return;
   }
-  const int64_t k = j - H;
-  if (k < H * P && bp.dD != nullptr && f.D_per_head_dim) {
-    float dd = 0.f;
-    for (int64_t r = 0; r < part.rows; ++r) dd += part.dD[r * H * P + k];
-    static_cast<float*>(bp.dD)[(k / P) * bp.dD_stride_h + (k % P) * bp.dD_stride_p] = dd;
+  float acc = 0.f;
+  for (int64_t k = threadIdx.x; k < count * inner; k += blockDim.x) {
+    acc += src[(k / inner) * stride + (k % inner) * inner_stride];
   }
+  red[threadIdx.x] = acc;
+  __syncthreads();
+  for (int s = kParamReduceThreads / 2; s > 0; s /= 2) {
+    if (threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *dst = red[0];
 }
 
 // Allocations from the device's caching allocator, returned in stream order on destruction.
@@ -411,11 +436,15 @@ inline absl::StatusOr<Partials> AllocatePartials(const SsdParams& f, int64_t row
 template <typename T>
 absl::Status LaunchReduce(const SsdBackwardParams& bp, const Partials& part, cudaStream_t stream) {
   const SsdParams& f = bp.forward;
-  const int64_t total = f.batch * f.length * f.groups * f.dstate + f.heads + f.heads * f.head_dim;
+  const int64_t total = f.batch * f.length * f.groups * f.dstate;
   constexpr int kThreads = 256;
   SsdBackwardReduceKernel<T><<<static_cast<unsigned>((total + kThreads - 1) / kThreads), kThreads,
                                0, stream>>>(bp, part);
-  return LastLaunchStatus("SsdBackwardReduceKernel", __FILE__, __LINE__);
+  LYRA_RETURN_IF_ERROR(LastLaunchStatus("SsdBackwardReduceKernel", __FILE__, __LINE__));
+  const int64_t outputs = 2 * f.heads + (f.D_per_head_dim ? f.heads * f.head_dim : f.heads);
+  SsdParamReduceKernel<T><<<static_cast<unsigned>(outputs), kParamReduceThreads, 0, stream>>>(bp,
+                                                                                          part);
+  return LastLaunchStatus("SsdParamReduceKernel", __FILE__, __LINE__);
 }
 
 template <typename T>
@@ -609,6 +638,156 @@ __device__ __forceinline__ float LoadDout(const SsdBackwardParams& bp, int64_t b
   }
 }
 
+// Staging loops in two phases: every load of kBatch items per thread is issued (into
+// registers) before the first shared-memory store, so their memory latencies overlap (the
+// compiler cannot move a generic load above a store itself). load(i) -> V, store(i, V).
+inline constexpr int kStageBatch = 4;
+
+template <typename V, typename LoadF, typename StoreF>
+__device__ __forceinline__ void StageItems(int total, LoadF&& load, StoreF&& store) {
+  for (int base = 0; base < total; base += kStageBatch * kChunkThreads) {
+    V v[kStageBatch];
+#pragma unroll
+    for (int k = 0; k < kStageBatch; ++k) {
+      const int i = base + threadIdx.x + k * kChunkThreads;
+      if (i < total) v[k] = load(i);
+    }
+#pragma unroll
+    for (int k = 0; k < kStageBatch; ++k) {
+      const int i = base + threadIdx.x + k * kChunkThreads;
+      if (i < total) store(i, v[k]);
+    }
+  }
+}
+
+// kV consecutive T at `ptr + off` (one 16-byte read-only load when `vec`); zeros when !valid.
+template <typename T, int kV>
+__device__ __forceinline__ Vec<T, kV> LoadRun(const void* ptr, int64_t off, bool vec, bool valid) {
+  Vec<T, kV> v;
+  const T* p = static_cast<const T*>(ptr) + off;
+  if (!valid) {
+#pragma unroll
+    for (int j = 0; j < kV; ++j) v.v[j] = DStore<T>(0.f);
+  } else if (vec) {
+    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
+    v = *reinterpret_cast<const Vec<T, kV>*>(&raw);
+  } else {
+#pragma unroll
+    for (int j = 0; j < kV; ++j) v.v[j] = p[j];
+  }
+  return v;
+}
+
+template <typename T, int kV>
+struct XRun {
+  Vec<T, kV> x, dy, z;
+};
+
+// Stages the chunk's x-like rows: for every (r, p) of the q x P tile, x and dout = dy silu(z)
+// (zero past L), handed to `put(r, p0, x[kV], dout[kV])` kV columns at a time.
+template <typename T, bool kHasZ, typename Put>
+__device__ __forceinline__ void StageXRows(const SsdBackwardParams& bp, int64_t b, int64_t h,
+                                           int64_t t0, int q, int P, bool vec, Put&& put) {
+  constexpr int kV = 16 / sizeof(T);
+  const SsdParams& f = bp.forward;
+  const int per_row = P / kV;
+  StageItems<XRun<T, kV>>(
+      q * per_row,
+      [&](int i) {
+        const int r = i / per_row, p0 = (i % per_row) * kV;
+        const int64_t t = t0 + r;
+        const bool valid = t < f.length;
+        XRun<T, kV> run;
+        run.x = LoadRun<T, kV>(f.x, b * f.x_stride_b + t * f.x_stride_l + h * f.x_stride_h + p0,
+                               vec, valid);
+        run.dy = LoadRun<T, kV>(bp.dy,
+                                b * bp.dy_stride_b + t * bp.dy_stride_l + h * bp.dy_stride_h + p0,
+                                vec, valid);
+        if constexpr (kHasZ) {
+          run.z = LoadRun<T, kV>(f.z, b * f.z_stride_b + t * f.z_stride_l + h * f.z_stride_h + p0,
+                                 vec, valid);
+        }
+        return run;
+      },
+      [&](int i, const XRun<T, kV>& run) {
+        const int r = i / per_row, p0 = (i % per_row) * kV;
+        float x[kV], d[kV];
+#pragma unroll
+        for (int j = 0; j < kV; ++j) {
+          x[j] = DLoad(run.x.v[j]);
+          d[j] = DLoad(run.dy.v[j]);
+          if constexpr (kHasZ) d[j] *= SiluF(DLoad(run.z.v[j]));
+        }
+        put(r, p0, x, d);
+      });
+}
+
+template <typename T, int kV>
+struct BCRun {
+  Vec<T, kV> b, c;
+};
+
+// Stages the chunk's B and C rows (q x N, zero past L) as E.
+template <typename T, typename E>
+__device__ __forceinline__ void StageBC(const SsdParams& f, int64_t b, int64_t g, int64_t t0, int q,
+                                        int N, int pitch, bool vec, E* s_b, E* s_c) {
+  constexpr int kV = 16 / sizeof(T);
+  const int per_row = N / kV;
+  StageItems<BCRun<T, kV>>(
+      q * per_row,
+      [&](int i) {
+        const int r = i / per_row, n0 = (i % per_row) * kV;
+        const int64_t t = t0 + r;
+        const bool valid = t < f.length;
+        BCRun<T, kV> run;
+        run.b = LoadRun<T, kV>(f.B, b * f.B_stride_b + t * f.B_stride_l + g * f.B_stride_g + n0,
+                               vec, valid);
+        run.c = LoadRun<T, kV>(f.C, b * f.C_stride_b + t * f.C_stride_l + g * f.C_stride_g + n0,
+                               vec, valid);
+        return run;
+      },
+      [&](int i, const BCRun<T, kV>& run) {
+        const int r = i / per_row, n0 = (i % per_row) * kV;
+#pragma unroll
+        for (int j = 0; j < kV; ++j) {
+          s_b[r * pitch + n0 + j] = ssd::ToElem<E>(DLoad(run.b.v[j]));
+          s_c[r * pitch + n0 + j] = ssd::ToElem<E>(DLoad(run.c.v[j]));
+        }
+      });
+}
+
+struct StateRun {
+  float4 v, o;
+};
+
+// A contiguous (16-byte aligned) P x N f32 state into an E tile, optionally with
+// <state, other> (the per-thread share; zero without `other`).
+template <typename E>
+__device__ __forceinline__ float StageState(const float* src, const float* other, int P, int N,
+                                            int pitch, E* dst) {
+  const int per_row = N / 4;
+  float dot = 0.f;
+  StageItems<StateRun>(
+      P * per_row,
+      [&](int i) {
+        StateRun run;
+        run.v = __ldg(reinterpret_cast<const float4*>(src) + i);
+        run.o = other != nullptr ? __ldg(reinterpret_cast<const float4*>(other) + i)
+                                 : make_float4(0.f, 0.f, 0.f, 0.f);
+        return run;
+      },
+      [&](int i, const StateRun& run) {
+        const int r = i / per_row, n0 = (i % per_row) * 4;
+        dot += run.v.x * run.o.x + run.v.y * run.o.y + run.v.z * run.o.z + run.v.w * run.o.w;
+        E* d = dst + r * pitch + n0;
+        d[0] = ssd::ToElem<E>(run.v.x);
+        d[1] = ssd::ToElem<E>(run.v.y);
+        d[2] = ssd::ToElem<E>(run.v.z);
+        d[3] = ssd::ToElem<E>(run.v.w);
+      });
+  return dot;
+}
+
 struct ChunkWorkspace {
   float* states = nullptr;         // (B, nq, H, P, N): S_loc, then S_in (when not given)
   const float* states_in = nullptr;  // S_in for the chunk kernel: `states` or the forward's
@@ -617,6 +796,8 @@ struct ChunkWorkspace {
   int q = 0;                       // the chunk length of these kernels
   int64_t n_chunks = 0;            // nq
   bool compute_states = false;
+  bool vec_x = false;              // 16-byte loads of x, dy, z rows
+  bool vec_bc = false;             // 16-byte loads of B, C rows
   Partials part;
 };
 
@@ -626,7 +807,7 @@ __global__ void __launch_bounds__(kChunkThreads)
   using E = MmaElem<T>;
   const SsdParams& f = bp.forward;
   const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  const int64_t H = f.heads, L = f.length, g = h / (H / f.groups);
+  const int64_t H = f.heads, g = h / (H / f.groups);
   const int q = lay.q, P = lay.P, N = lay.N;
   const int64_t t0 = c * q;
   extern __shared__ __align__(128) unsigned char chunk_smem[];
@@ -641,31 +822,17 @@ __global__ void __launch_bounds__(kChunkThreads)
   if (threadIdx.x == 0) {
     ws.decay[(b * H + h) * ws.n_chunks + c] = sc.seg[q - 1] == 0 ? expf(sc.cum[q - 1]) : 0.f;
   }
-  for (int i = threadIdx.x; i < q * P; i += blockDim.x) {
-    const int r = i / P, pp = i % P;
-    const int64_t t = t0 + r;
-    float xs = 0.f, de = 0.f;
-    if (t < L) {
-      if (ws.compute_states) {
-        xs = Ld<T>(f.x, b * f.x_stride_b + t * f.x_stride_l + h * f.x_stride_h + pp) * sc.w[r] *
-             sc.dt[r];
-      }
-      de = LoadDout<T, kHasZ>(bp, b, t, h, pp) * sc.e[r];
-    }
-    s_xs[r * lay.pp + pp] = ssd::ToElem<E>(xs);
-    s_doute[r * lay.pp + pp] = ssd::ToElem<E>(de);
-  }
-  for (int i = threadIdx.x; i < q * N; i += blockDim.x) {
-    const int r = i / N, nn = i % N;
-    const int64_t t = t0 + r;
-    float vb = 0.f, vc = 0.f;
-    if (t < L) {
-      vb = Ld<T>(f.B, b * f.B_stride_b + t * f.B_stride_l + g * f.B_stride_g + nn);
-      vc = Ld<T>(f.C, b * f.C_stride_b + t * f.C_stride_l + g * f.C_stride_g + nn);
-    }
-    s_b[r * lay.pn + nn] = ssd::ToElem<E>(vb);
-    s_c[r * lay.pn + nn] = ssd::ToElem<E>(vc);
-  }
+  StageXRows<T, kHasZ>(bp, b, h, t0, q, P, ws.vec_x,
+                       [&](int r, int p0, const auto& x, const auto& d) {
+                         const float ws_r = ws.compute_states ? sc.w[r] * sc.dt[r] : 0.f;
+                         const float e_r = sc.e[r];
+#pragma unroll
+                         for (int j = 0; j < static_cast<int>(sizeof(x) / sizeof(float)); ++j) {
+                           s_xs[r * lay.pp + p0 + j] = ssd::ToElem<E>(x[j] * ws_r);
+                           s_doute[r * lay.pp + p0 + j] = ssd::ToElem<E>(d[j] * e_r);
+                         }
+                       });
+  StageBC<T>(f, b, g, t0, q, N, lay.pn, ws.vec_bc, s_b, s_c);
   __syncthreads();
   using MT = ssd::Mma<T, wmma::col_major, wmma::row_major>;
   const int warp = threadIdx.x / 32;
@@ -696,21 +863,39 @@ __global__ void StatePassKernel(const SsdBackwardParams bp, const ChunkWorkspace
   if (e >= PN) return;
   const float* decay = ws.decay + (b * H + h) * nq;
   const int64_t bh_state = (b * H + h) * PN + e;  // contiguous (B, H, P, N)
+  // Chunks in groups of kGroup: the group's loads are issued before its stores (independent
+  // addresses), so kGroup memory latencies overlap.
+  constexpr int kGroup = 8;
+  const int64_t stride = H * PN;  // from chunk c to c + 1
   if (ws.compute_states) {
     float run = f.initial_state != nullptr ? static_cast<const float*>(f.initial_state)[bh_state] : 0.f;
-    for (int64_t c = 0; c < nq; ++c) {
-      float* s = ws.states + ((b * nq + c) * H + h) * PN + e;
-      const float local = *s;
-      *s = run;
-      run = decay[c] * run + local;
+    float* s = ws.states + (b * nq * H + h) * PN + e;
+    for (int64_t c0 = 0; c0 < nq; c0 += kGroup) {
+      float local[kGroup];
+#pragma unroll
+      for (int k = 0; k < kGroup; ++k) local[k] = c0 + k < nq ? s[(c0 + k) * stride] : 0.f;
+#pragma unroll
+      for (int k = 0; k < kGroup; ++k) {
+        if (c0 + k < nq) {
+          s[(c0 + k) * stride] = run;
+          run = decay[c0 + k] * run + local[k];
+        }
+      }
     }
   }
   float run = bp.dfinal_state != nullptr ? static_cast<const float*>(bp.dfinal_state)[bh_state] : 0.f;
-  for (int64_t c = nq - 1; c >= 0; --c) {
-    float* s = ws.dstates + ((b * nq + c) * H + h) * PN + e;
-    const float local = *s;
-    *s = run;
-    run = decay[c] * run + local;
+  float* ds = ws.dstates + (b * nq * H + h) * PN + e;
+  for (int64_t c0 = nq - 1; c0 >= 0; c0 -= kGroup) {
+    float local[kGroup];
+#pragma unroll
+    for (int k = 0; k < kGroup; ++k) local[k] = c0 - k >= 0 ? ds[(c0 - k) * stride] : 0.f;
+#pragma unroll
+    for (int k = 0; k < kGroup; ++k) {
+      if (c0 - k >= 0) {
+        ds[(c0 - k) * stride] = run;
+        run = decay[c0 - k] * run + local[k];
+      }
+    }
   }
   if (bp.dinitial_state != nullptr) static_cast<float*>(bp.dinitial_state)[bh_state] = run;
 }
@@ -748,33 +933,20 @@ __global__ void __launch_bounds__(kChunkThreads)
   const int64_t state_off = ((b * nq + c) * H + h) * PN;
 
   // Stage X, dOut, w dt' X, e dOut, B, C and dS_out.
-  for (int i = tid; i < q * P; i += blockDim.x) {
-    const int r = i / P, pp = i % P;
-    const int64_t t = t0 + r;
-    float x = 0.f, d = 0.f;
-    if (t < L) {
-      x = Ld<T>(f.x, b * f.x_stride_b + t * f.x_stride_l + h * f.x_stride_h + pp);
-      d = LoadDout<T, kHasZ>(bp, b, t, h, pp);
-    }
-    s_x[r * lay.pp + pp] = ssd::ToElem<E>(x);
-    s_dout[r * lay.pp + pp] = ssd::ToElem<E>(d);
-    s_xs[r * lay.pp + pp] = ssd::ToElem<E>(x * sc.w[r] * sc.dt[r]);
-    s_doute[r * lay.pp + pp] = ssd::ToElem<E>(d * sc.e[r]);
-  }
-  for (int i = tid; i < q * N; i += blockDim.x) {
-    const int r = i / N, nn = i % N;
-    const int64_t t = t0 + r;
-    float vb = 0.f, vc = 0.f;
-    if (t < L) {
-      vb = Ld<T>(f.B, b * f.B_stride_b + t * f.B_stride_l + g * f.B_stride_g + nn);
-      vc = Ld<T>(f.C, b * f.C_stride_b + t * f.C_stride_l + g * f.C_stride_g + nn);
-    }
-    s_b[r * lay.pn + nn] = ssd::ToElem<E>(vb);
-    s_c[r * lay.pn + nn] = ssd::ToElem<E>(vc);
-  }
-  for (int64_t i = tid; i < PN; i += blockDim.x) {
-    s_state[(i / N) * lay.pn + i % N] = ssd::ToElem<E>(ws.dstates[state_off + i]);
-  }
+  StageXRows<T, kHasZ>(bp, b, h, t0, q, P, ws.vec_x,
+                       [&](int r, int p0, const auto& x, const auto& d) {
+                         const float ws_r = sc.w[r] * sc.dt[r], e_r = sc.e[r];
+#pragma unroll
+                         for (int j = 0; j < static_cast<int>(sizeof(x) / sizeof(float)); ++j) {
+                           const int o = r * lay.pp + p0 + j;
+                           s_x[o] = ssd::ToElem<E>(x[j]);
+                           s_dout[o] = ssd::ToElem<E>(d[j]);
+                           s_xs[o] = ssd::ToElem<E>(x[j] * ws_r);
+                           s_doute[o] = ssd::ToElem<E>(d[j] * e_r);
+                         }
+                       });
+  StageBC<T>(f, b, g, t0, q, N, lay.pn, ws.vec_bc, s_b, s_c);
+  StageState(ws.dstates + state_off, nullptr, P, N, lay.pn, s_state);
   __syncthreads();
 
   // C Bᵀ -> f0 and G = dOut Xᵀ -> f1 (q x q).
@@ -861,8 +1033,10 @@ __global__ void __launch_bounds__(kChunkThreads)
       if (t < L) {
         float dx = sc.dt[r] * u;
         if (Dp != nullptr) {
-          dx += Dp[h * f.D_stride_h + (f.D_per_head_dim ? pp * f.D_stride_p : 0)] *
-                LoadDout<T, kHasZ>(bp, b, t, h, pp);
+          // dout: exact in shared memory without z (it is dy); with z recomputed in f32.
+          const float dout = kHasZ ? LoadDout<T, kHasZ>(bp, b, t, h, pp)
+                                   : ssd::FromElem(s_dout[r * lay.pp + pp]);
+          dx += Dp[h * f.D_stride_h + (f.D_per_head_dim ? pp * f.D_stride_p : 0)] * dout;
         }
         St<T>(bp.dx, b * bp.dx_stride_b + t * bp.dx_stride_l + h * bp.dx_stride_h + pp, dx);
       }
@@ -890,13 +1064,7 @@ __global__ void __launch_bounds__(kChunkThreads)
   __syncthreads();
   // Stage S_in over dS_out; Z = decay <dS_out, S_in>; the end's dcum gets sum_s W_s + Z.
   {
-    const float* s_in = ws.states_in + state_off;
-    float z = 0.f;
-    for (int64_t i = tid; i < PN; i += blockDim.x) {
-      const float v = s_in[i];
-      z += v * ws.dstates[state_off + i];
-      s_state[(i / N) * lay.pn + i % N] = ssd::ToElem<E>(v);
-    }
+    float z = StageState(ws.states_in + state_off, ws.dstates + state_off, P, N, lay.pn, s_state);
     float wsum = 0.f;
     if (tid == 0) {
       for (int s = 0; s < q; ++s) wsum += f1[s * lay.fp + P];
@@ -945,15 +1113,15 @@ __global__ void __launch_bounds__(kChunkThreads)
     for (int pp = my_sub; pp < P; pp += tpr) {
       const float o2 = f0[r * lay.fp + pp];
       acc_v += ssd::FromElem(s_doute[r * lay.pp + pp]) * o2;
-      float dout = 0.f, x = 0.f;
-      if (t < L) {
-        x = Ld<T>(f.x, b * f.x_stride_b + t * f.x_stride_l + h * f.x_stride_h + pp);
+      // x (and dy without z) are exact in shared memory (E holds every value of T).
+      const float x = ssd::FromElem(s_x[r * lay.pp + pp]);
+      float dout = ssd::FromElem(s_dout[r * lay.pp + pp]);
+      if (kHasZ && t < L) {
         const float Dv =
             Dp != nullptr ? Dp[h * f.D_stride_h + (f.D_per_head_dim ? pp * f.D_stride_p : 0)] : 0.f;
         const float dy =
             Ld<T>(bp.dy, b * bp.dy_stride_b + t * bp.dy_stride_l + h * bp.dy_stride_h + pp);
-        dout = dy;
-        if constexpr (kHasZ) {
+        {
           const float zv = Ld<T>(f.z, b * f.z_stride_b + t * f.z_stride_l + h * f.z_stride_h + pp);
           const float out = f1[r * lay.fp + pp] + sc.e[r] * o2 + Dv * x;
           St<T>(bp.dz, b * bp.dz_stride_b + t * bp.dz_stride_l + h * bp.dz_stride_h + pp,
@@ -1043,7 +1211,21 @@ absl::Status ChunkedBackwardWithZ(const SsdBackwardParams& bp, int q, cudaStream
   ChunkWorkspace ws;
   ws.q = q;
   ws.n_chunks = nq;
-  ws.compute_states = !(bp.chunk_states != nullptr && q == f.chunk);
+  ws.compute_states = !(bp.chunk_states != nullptr && q == f.chunk &&
+                         reinterpret_cast<uintptr_t>(bp.chunk_states) % 16 == 0);
+  constexpr int64_t kV = 16 / sizeof(T);
+  const auto aligned = [&](const void* ptr, std::initializer_list<int64_t> strides) {
+    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return false;
+    for (int64_t st : strides) {
+      if (st % kV != 0) return false;
+    }
+    return true;
+  };
+  ws.vec_x = aligned(f.x, {f.x_stride_b, f.x_stride_l, f.x_stride_h}) &&
+             aligned(bp.dy, {bp.dy_stride_b, bp.dy_stride_l, bp.dy_stride_h}) &&
+             (f.z == nullptr || aligned(f.z, {f.z_stride_b, f.z_stride_l, f.z_stride_h}));
+  ws.vec_bc = aligned(f.B, {f.B_stride_b, f.B_stride_l, f.B_stride_g}) &&
+              aligned(f.C, {f.C_stride_b, f.C_stride_l, f.C_stride_g});
   const int64_t n_states = B * nq * H * P * N;
   LYRA_ASSIGN_OR_RETURN(ws.dstates, arena.Floats(n_states));
   if (ws.compute_states) {
