@@ -265,6 +265,54 @@ struct NoScale {
   __device__ __forceinline__ float operator()(int) const { return 1.f; }
 };
 
+// 16 bytes global -> shared without passing through registers (sm_80+); `valid` false writes
+// zeros (source size 0: nothing is read from `gmem`, which must still be a valid address).
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const int bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
+               "r"(bytes));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most kPending committed groups of this thread are still in flight.
+template <int kPending>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+// StageTile without a scale for an element type of T's size (the bits are copied as they are):
+// 16-byte asynchronous copies where the layout allows (the caller commits, waits and then
+// synchronizes the block before reading), else the synchronous path.
+template <typename T, typename E>
+__device__ __forceinline__ void StageTileAsync(E* s, int pitch, const T* g, int64_t row_stride,
+                                               int rows, int rows_valid, int cols,
+                                               int cols_valid) {
+  static_assert(sizeof(T) == sizeof(E), "a raw copy needs the same element size");
+  constexpr int kVec = 16 / sizeof(T);
+  const bool vec = reinterpret_cast<uintptr_t>(g) % 16 == 0 && row_stride % kVec == 0 &&
+                   cols % kVec == 0;
+  if (!vec) {
+    StageTile<T, E>(s, pitch, g, row_stride, rows, rows_valid, cols, cols_valid, NoScale());
+    return;
+  }
+  const int per_row = cols / kVec;
+  for (int i = threadIdx.x; i < rows * per_row; i += blockDim.x) {
+    const int r = i / per_row, col = (i % per_row) * kVec;
+    E* dst = s + r * pitch + col;
+    if (r >= rows_valid || col >= cols_valid) {
+      CpAsync16(dst, g, false);
+    } else if (col + kVec <= cols_valid) {
+      CpAsync16(dst, g + r * row_stride + col, true);
+    } else {
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        dst[j] = ToElem<E>(col + j < cols_valid ? static_cast<float>(DLoad(g[r * row_stride + col + j]))
+                                                : 0.f);
+      }
+    }
+  }
+}
+
 // Offsets into one dynamic shared-memory block, each 128-byte aligned.
 struct SmemCarve {
   size_t bytes = 0;

@@ -26,7 +26,11 @@
 // times up to 16 column tiles; warp w owns row tile w % 4 and the column tiles of parity w / 4
 // (at most kMaxFrags = 8 accumulator fragments). P and N are padded to multiples of 16 with
 // zeros in shared memory, so any P, N <= 256 runs the same code. Shared-memory rows are padded by
-// 16 bytes (bank spread) and every WMMA pointer is 32-byte aligned.
+// 16 bytes (bank spread) and every WMMA pointer is 32-byte aligned. Tiles of x, B and C travel
+// global -> shared by 16-byte cp.async copies (zero-filled outside the valid rows / columns),
+// double-buffered over the 64-row blocks of s where two buffers fit in shared memory (always for
+// bf16 / f16; f32 at large P, N falls back to one): the next block is in flight while the
+// current one is multiplied, and the first one while the per-chunk scalars are computed.
 //
 // Precision: dt, cum, decays and all states in f32; tensor-core operands in the storage type
 // (bf16 / f16: C Bᵀ ∘ decay, X dt decay and S_in are rounded to it) with f32 accumulation; f32
@@ -71,13 +75,14 @@ absl::Status DispatchFrags(int64_t dim, Fn&& fn) {
   }
 }
 
-// Shared memory of SsdChunkStateKernel for chunk q, head dim P, state size N.
+// Shared memory of SsdChunkStateKernel for chunk q, state size N and `stages` (1 or 2) buffers
+// of the (x, B) tiles: with 2 the next block of s is copied while the current one is used.
 template <typename T>
 struct StateLayout {
   using E = typename MmaType<T>::Elem;
   int np, px, pb, po;
-  size_t dt, cum, seg, scratch_f, scratch_i, x, b, out, bytes;
-  __host__ __device__ StateLayout(int64_t q, int64_t N) {
+  size_t dt, cum, seg, scratch_f, scratch_i, x, b, stage, out, bytes;
+  __host__ __device__ StateLayout(int64_t q, int64_t N, int stages) {
     constexpr int kPad = MmaType<T>::kPad;
     np = RoundUp16(N);
     px = kTile + kPad;  // x tile (s, p), 64 columns of P
@@ -89,23 +94,24 @@ struct StateLayout {
     seg = m.Take(q * sizeof(int));
     scratch_f = m.Take(32 * sizeof(float));
     scratch_i = m.Take(32 * sizeof(int));
-    const size_t tiles = static_cast<size_t>(kTile) * (px + pb) * sizeof(E) + 128;
+    const size_t xb = (static_cast<size_t>(kTile) * px * sizeof(E) + 127) / 128 * 128;
+    stage = xb + (static_cast<size_t>(kTile) * pb * sizeof(E) + 127) / 128 * 128;
     const size_t outb = static_cast<size_t>(kTile) * po * sizeof(float);
-    const size_t region = m.Take(tiles > outb ? tiles : outb);
+    const size_t region = m.Take(stages * stage > outb ? stages * stage : outb);
     x = region;
-    b = region + (static_cast<size_t>(kTile) * px * sizeof(E) + 127) / 128 * 128;
+    b = region + xb;
     out = region;
     bytes = m.bytes;
   }
 };
 
-// Shared memory of SsdChunkOutputKernel.
+// Shared memory of SsdChunkOutputKernel, `stages` buffers of the (B, x) tiles as above.
 template <typename T>
 struct OutputLayout {
   using E = typename MmaType<T>::Elem;
   int np, pp, pc, pb, px, ps, py, pcb, pm;
-  size_t dt, cum, seg, scratch_f, scratch_i, c, b, x, s, y, cb, m, bytes;
-  __host__ __device__ OutputLayout(int64_t q, int64_t P, int64_t N) {
+  size_t dt, cum, seg, scratch_f, scratch_i, c, b, x, stage, s, y, cb, m, bytes;
+  __host__ __device__ OutputLayout(int64_t q, int64_t P, int64_t N, int stages) {
     constexpr int kPad = MmaType<T>::kPad;
     np = RoundUp16(N);
     pp = RoundUp16(P);
@@ -123,15 +129,15 @@ struct OutputLayout {
     scratch_f = m.Take(32 * sizeof(float));
     scratch_i = m.Take(32 * sizeof(int));
     c = m.Take(static_cast<size_t>(kTile) * pc * sizeof(E));
-    const size_t bx = (static_cast<size_t>(kTile) * pb * sizeof(E) + 127) / 128 * 128 +
-                      static_cast<size_t>(kTile) * px * sizeof(E);
+    const size_t bb = (static_cast<size_t>(kTile) * pb * sizeof(E) + 127) / 128 * 128;
+    stage = bb + (static_cast<size_t>(kTile) * px * sizeof(E) + 127) / 128 * 128;
     const size_t sb = static_cast<size_t>(pp) * ps * sizeof(E);
     const size_t yb = static_cast<size_t>(kTile) * py * sizeof(float);
-    size_t region_bytes = bx > sb ? bx : sb;
+    size_t region_bytes = stages * stage > sb ? stages * stage : sb;
     region_bytes = region_bytes > yb ? region_bytes : yb;
     const size_t region = m.Take(region_bytes);
     b = region;
-    x = region + (static_cast<size_t>(kTile) * pb * sizeof(E) + 127) / 128 * 128;
+    x = region + bb;
     s = region;
     y = region;
     cb = m.Take(static_cast<size_t>(kTile) * pcb * sizeof(float));
@@ -147,21 +153,22 @@ struct OutputLayout {
 };
 
 // kFrags: accumulator fragments per warp, enough for the padded N (2: N <= 64, 4: <= 128,
-// 8: <= 256).
+// 8: <= 256). `stages`: 1 or 2 tile buffers (StateLayout).
 template <typename T, int kFrags>
 __global__ void __launch_bounds__(kThreads)
-    SsdChunkStateKernel(const SsdParams p, float* states, float* chunk_decay) {
+    SsdChunkStateKernel(const SsdParams p, float* states, float* chunk_decay, int stages) {
   using M = Mma<T, wmma::col_major, wmma::row_major>;
   using E = typename M::E;
   constexpr int kK = M::kK;
   extern __shared__ __align__(128) unsigned char smem[];
-  const StateLayout<T> lay(p.chunk, p.dstate);
+  const StateLayout<T> lay(p.chunk, p.dstate, stages);
   float* s_dt = reinterpret_cast<float*>(smem + lay.dt);
   float* s_cum = reinterpret_cast<float*>(smem + lay.cum);
   int* s_seg = reinterpret_cast<int*>(smem + lay.seg);
-  E* s_x = reinterpret_cast<E*>(smem + lay.x);    // (64 s, px): x dt decay, columns p0 + .
-  E* s_b = reinterpret_cast<E*>(smem + lay.b);    // (64 s, pb)
   float* s_out = reinterpret_cast<float*>(smem + lay.out);  // (64 p, po), after the products
+  // Stage i: x tile (64 s, px), columns p0 + ., and B tile (64 s, pb).
+  const auto s_x = [&](int i) { return reinterpret_cast<E*>(smem + lay.x + i * lay.stage); };
+  const auto s_b = [&](int i) { return reinterpret_cast<E*>(smem + lay.b + i * lay.stage); };
 
   const int64_t H = p.heads, P = p.head_dim, N = p.dstate, L = p.length;
   const int Q = static_cast<int>(p.chunk);
@@ -170,11 +177,30 @@ __global__ void __launch_bounds__(kThreads)
   const int p0 = blockIdx.z * kTile;
   const int64_t t0 = c * Q;
   const int valid = static_cast<int>(L - t0 < Q ? L - t0 : Q);
+  const T* x_blk = static_cast<const T*>(p.x) + b * p.x_stride_b + t0 * p.x_stride_l +
+                   h * p.x_stride_h + p0;
+  const T* B_blk = static_cast<const T*>(p.B) + b * p.B_stride_b + t0 * p.B_stride_l +
+                   g * p.B_stride_g;
+  const int p_cols = static_cast<int>(P - p0 < kTile ? P - p0 : kTile);
+  const int n_blocks = (valid + kTile - 1) / kTile;
+  const auto issue = [&](int it) {
+    const int s0 = it * kTile, s_rows = valid - s0 < kTile ? valid - s0 : kTile;
+    StageTileAsync<T, E>(s_x(it % stages), lay.px, x_blk + s0 * p.x_stride_l, p.x_stride_l, kTile,
+                         s_rows, kTile, p_cols);
+    StageTileAsync<T, E>(s_b(it % stages), lay.pb, B_blk + s0 * p.B_stride_l, p.B_stride_l,
+                         kTile, s_rows, lay.np, static_cast<int>(N));
+    CpAsyncCommit();
+  };
+  issue(0);  // in flight while the scalars are computed
   LoadChunkScalars<T>(p, b, h, c, Q, s_dt, s_cum, s_seg,
                       reinterpret_cast<float*>(smem + lay.scratch_f),
                       reinterpret_cast<int*>(smem + lay.scratch_i));
   const float cum_end = s_cum[Q - 1];
   const int seg_end = s_seg[Q - 1];
+  // s_dt becomes the row weight w[s] = dt[s] exp(cum_end - cum[s]) [seg[s] == seg_end].
+  for (int l = threadIdx.x; l < Q; l += kThreads) {
+    s_dt[l] = s_seg[l] == seg_end ? s_dt[l] * __expf(cum_end - s_cum[l]) : 0.f;
+  }
 
   const int warp = threadIdx.x / 32, rt = warp % 4, parity = warp / 4;
   const int n_tiles = lay.np / 16;
@@ -182,38 +208,40 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int i = 0; i < kFrags; ++i) wmma::fill_fragment(acc[i], 0.f);
 
-  const T* x_blk = static_cast<const T*>(p.x) + b * p.x_stride_b + t0 * p.x_stride_l +
-                   h * p.x_stride_h + p0;
-  const T* B_blk = static_cast<const T*>(p.B) + b * p.B_stride_b + t0 * p.B_stride_l +
-                   g * p.B_stride_g;
-  const int p_cols = static_cast<int>(P - p0 < kTile ? P - p0 : kTile);
-  for (int s0 = 0; s0 < valid; s0 += kTile) {
-    const int s_rows = valid - s0 < kTile ? valid - s0 : kTile;
-    __syncthreads();  // the previous block of s is done with the tiles
-    StageTile<T, E>(s_x, lay.px, x_blk + s0 * p.x_stride_l, p.x_stride_l, kTile, s_rows, kTile,
-                    p_cols, [&](int r) {
-                      const int s = s0 + r;
-                      return s_seg[s] == seg_end ? s_dt[s] * __expf(cum_end - s_cum[s]) : 0.f;
-                    });
-    StageTile<T, E>(s_b, lay.pb, B_blk + s0 * p.B_stride_l, p.B_stride_l, kTile, s_rows, lay.np,
-                    static_cast<int>(N), NoScale());
+  for (int it = 0; it < n_blocks; ++it) {
+    const int s0 = it * kTile, s_rows = valid - s0 < kTile ? valid - s0 : kTile;
+    if (stages == 2 && it + 1 < n_blocks) {
+      issue(it + 1);
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
+    }
+    __syncthreads();  // tile `it` (and the weights) visible to the block
+    E* sx = s_x(it % stages);
+    const E* sb = s_b(it % stages);
+    for (int i = threadIdx.x; i < kTile * kTile; i += kThreads) {
+      const int r = i / kTile, col = i % kTile;
+      const float w = r < s_rows ? s_dt[s0 + r] : 0.f;
+      sx[r * lay.px + col] = ToElem<E>(FromElem(sx[r * lay.px + col]) * w);
+    }
     __syncthreads();
 #pragma unroll 1
     for (int k = 0; k < kTile; k += kK) {
       typename M::A a;
-      M::LoadA(a, s_x + k * lay.px + rt * 16, lay.px);
+      M::LoadA(a, sx + k * lay.px + rt * 16, lay.px);
 #pragma unroll
       for (int i = 0; i < kFrags; ++i) {
         const int j = parity + 2 * i;
         if (j < n_tiles) {
           typename M::B bf;
-          M::LoadB(bf, s_b + k * lay.pb + j * 16, lay.pb);
+          M::LoadB(bf, sb + k * lay.pb + j * 16, lay.pb);
           M::Step(acc[i], a, bf);
         }
       }
     }
+    __syncthreads();  // buffer it % stages may be refilled
+    if (stages == 1 && it + 1 < n_blocks) issue(it + 1);
   }
-  __syncthreads();  // the output staging reuses the tiles
 #pragma unroll
   for (int i = 0; i < kFrags; ++i) {
     const int j = parity + 2 * i;
@@ -239,10 +267,11 @@ __global__ void __launch_bounds__(kThreads)
 absl::Status LaunchStatePassing(const SsdParams& p, float* states, const float* chunk_decay,
                                 cudaStream_t stream);
 
-// kFrags: accumulator fragments per warp, enough for the padded P (as above).
+// kFrags: accumulator fragments per warp, enough for the padded P (as above); `stages` as in
+// OutputLayout.
 template <typename T, int kFrags>
 __global__ void __launch_bounds__(kThreads)
-    SsdChunkOutputKernel(const SsdParams p, const float* states) {
+    SsdChunkOutputKernel(const SsdParams p, const float* states, int stages) {
   using MR = Mma<T, wmma::row_major, wmma::col_major>;  // C Bᵀ and C S_inᵀ
   using MX = Mma<T, wmma::row_major, wmma::row_major>;  // masked (C Bᵀ) X
   using E = typename MR::E;
@@ -258,29 +287,41 @@ __global__ void __launch_bounds__(kThreads)
   if (l0 >= valid) return;  // the partial last chunk has fewer row tiles
   const int l_rows = valid - l0 < kTile ? valid - l0 : kTile;
 
-  const OutputLayout<T> lay(Q, P, N);
+  const OutputLayout<T> lay(Q, P, N, stages);
   float* s_dt = reinterpret_cast<float*>(smem + lay.dt);
   float* s_cum = reinterpret_cast<float*>(smem + lay.cum);
   int* s_seg = reinterpret_cast<int*>(smem + lay.seg);
   E* s_c = reinterpret_cast<E*>(smem + lay.c);     // (64 l, pc)
-  E* s_b = reinterpret_cast<E*>(smem + lay.b);     // (64 s, pb)
-  E* s_x = reinterpret_cast<E*>(smem + lay.x);     // (64 s, px)
   E* s_s = reinterpret_cast<E*>(smem + lay.s);     // (pp p, ps): S_in[:, n0 + .]
   float* s_y = reinterpret_cast<float*>(smem + lay.y);  // (64 l, py)
   float* s_cb = reinterpret_cast<float*>(smem + lay.cb);  // (64 l, pcb)
   E* s_m = reinterpret_cast<E*>(smem + lay.m);     // (64 l, pm)
+  // Stage i: B tile (64 s, pb) and x tile (64 s, px).
+  const auto s_b = [&](int i) { return reinterpret_cast<E*>(smem + lay.b + i * lay.stage); };
+  const auto s_x = [&](int i) { return reinterpret_cast<E*>(smem + lay.x + i * lay.stage); };
 
-  LoadChunkScalars<T>(p, b, h, c, Q, s_dt, s_cum, s_seg,
-                      reinterpret_cast<float*>(smem + lay.scratch_f),
-                      reinterpret_cast<int*>(smem + lay.scratch_i));
   const T* x_chunk = static_cast<const T*>(p.x) + b * p.x_stride_b + t0 * p.x_stride_l +
                      h * p.x_stride_h;
   const T* B_chunk = static_cast<const T*>(p.B) + b * p.B_stride_b + t0 * p.B_stride_l +
                      g * p.B_stride_g;
   const T* C_chunk = static_cast<const T*>(p.C) + b * p.C_stride_b + t0 * p.C_stride_l +
                      g * p.C_stride_g;
-  StageTile<T, E>(s_c, lay.pc, C_chunk + l0 * p.C_stride_l, p.C_stride_l, kTile, l_rows, lay.np,
-                  static_cast<int>(N), NoScale());
+  const int n_blocks = l0 / kTile + 1;  // the blocks of s <= l
+  const auto issue = [&](int it) {
+    const int s0 = it * kTile, s_rows = valid - s0 < kTile ? valid - s0 : kTile;
+    StageTileAsync<T, E>(s_b(it % stages), lay.pb, B_chunk + s0 * p.B_stride_l, p.B_stride_l,
+                         kTile, s_rows, lay.np, static_cast<int>(N));
+    StageTileAsync<T, E>(s_x(it % stages), lay.px, x_chunk + s0 * p.x_stride_l, p.x_stride_l,
+                         kTile, s_rows, lay.pp, static_cast<int>(P));
+    CpAsyncCommit();
+  };
+  // The C tile travels with the first block's group; both are in flight during the scalars.
+  StageTileAsync<T, E>(s_c, lay.pc, C_chunk + l0 * p.C_stride_l, p.C_stride_l, kTile, l_rows,
+                       lay.np, static_cast<int>(N));
+  issue(0);
+  LoadChunkScalars<T>(p, b, h, c, Q, s_dt, s_cum, s_seg,
+                      reinterpret_cast<float*>(smem + lay.scratch_f),
+                      reinterpret_cast<int*>(smem + lay.scratch_i));
 
   const int warp = threadIdx.x / 32, rt = warp % 4, parity = warp / 4;
   const int p_tiles = lay.pp / 16;
@@ -289,14 +330,17 @@ __global__ void __launch_bounds__(kThreads)
   for (int i = 0; i < kFrags; ++i) wmma::fill_fragment(acc[i], 0.f);
 
   // The intra-chunk term, one 64-column block of s <= l at a time.
-  for (int s0 = 0; s0 <= l0; s0 += kTile) {
-    const int s_rows = valid - s0 < kTile ? valid - s0 : kTile;
-    __syncthreads();  // the previous block is done with s_b, s_x, s_m
-    StageTile<T, E>(s_b, lay.pb, B_chunk + s0 * p.B_stride_l, p.B_stride_l, kTile, s_rows, lay.np,
-                    static_cast<int>(N), NoScale());
-    StageTile<T, E>(s_x, lay.px, x_chunk + s0 * p.x_stride_l, p.x_stride_l, kTile, s_rows, lay.pp,
-                    static_cast<int>(P), NoScale());
-    __syncthreads();
+  for (int it = 0; it < n_blocks; ++it) {
+    const int s0 = it * kTile, s_rows = valid - s0 < kTile ? valid - s0 : kTile;
+    if (stages == 2 && it + 1 < n_blocks) {
+      issue(it + 1);
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
+    }
+    __syncthreads();  // block `it`'s tiles visible
+    const E* sb = s_b(it % stages);
+    const E* sx = s_x(it % stages);
     {
       typename MR::Acc cb[2];
       wmma::fill_fragment(cb[0], 0.f);
@@ -308,7 +352,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
           typename MR::B bf;
-          MR::LoadB(bf, s_b + (parity + 2 * i) * 16 * lay.pb + k, lay.pb);
+          MR::LoadB(bf, sb + (parity + 2 * i) * 16 * lay.pb + k, lay.pb);
           MR::Step(cb[i], a, bf);
         }
       }
@@ -337,30 +381,42 @@ __global__ void __launch_bounds__(kThreads)
         const int j = parity + 2 * i;
         if (j < p_tiles) {
           typename MX::B bf;
-          MX::LoadB(bf, s_x + k * lay.px + j * 16, lay.px);
+          MX::LoadB(bf, sx + k * lay.px + j * 16, lay.px);
           MX::Step(acc[i], a, bf);
         }
       }
     }
+    __syncthreads();  // buffer it % stages, s_cb and s_m may be reused
+    if (stages == 1 && it + 1 < n_blocks) issue(it + 1);
   }
 
   // The incoming state: rows before the chunk's first reset, decayed by exp(cum[l]); none in the
   // first chunk without an initial state.
   if (c > 0 || p.initial_state != nullptr) {
-    __syncthreads();  // every warp is done with s_x (the region S_in goes to)
     for (int i = threadIdx.x; i < kTile * lay.np; i += kThreads) {
       const int r = i / lay.np, n = i % lay.np, l = l0 + r;
       const float w = (r < l_rows && s_seg[l] == 0) ? __expf(s_cum[l]) : 0.f;
       s_c[r * lay.pc + n] = ToElem<E>(FromElem(s_c[r * lay.pc + n]) * w);
     }
     const float* S = states + ((b * n_chunks + c) * H + h) * P * N;
+    const bool vec4 = N % 4 == 0 && reinterpret_cast<uintptr_t>(S) % 16 == 0;
     for (int n0 = 0; n0 < lay.np; n0 += kTile) {
       const int nk = lay.np - n0 < kTile ? lay.np - n0 : kTile;
       if (n0 > 0) __syncthreads();  // the previous slice's products are done
-      for (int i = threadIdx.x; i < lay.pp * kTile; i += kThreads) {
-        const int pr = i / kTile, nn = i % kTile, n = n0 + nn;
-        const float v = (pr < P && n < N) ? S[pr * N + n] : 0.f;
-        s_s[pr * lay.ps + nn] = ToElem<E>(v);
+      for (int i = threadIdx.x; i < lay.pp * (kTile / 4); i += kThreads) {
+        const int pr = i / (kTile / 4), nn = (i % (kTile / 4)) * 4, n = n0 + nn;
+        float v[4] = {0.f, 0.f, 0.f, 0.f};
+        if (pr < P) {
+          if (vec4 && n + 4 <= N) {
+            const float4 v4 = *reinterpret_cast<const float4*>(S + pr * N + n);
+            v[0] = v4.x, v[1] = v4.y, v[2] = v4.z, v[3] = v4.w;
+          } else {
+#pragma unroll
+            for (int j = 0; j < 4; ++j) v[j] = n + j < N ? S[pr * N + n + j] : 0.f;
+          }
+        }
+#pragma unroll
+        for (int j = 0; j < 4; ++j) s_s[pr * lay.ps + nn + j] = ToElem<E>(v[j]);
       }
       __syncthreads();
 #pragma unroll 1
@@ -378,9 +434,9 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
     }
+    __syncthreads();  // s_y reuses the operand region
   }
 
-  __syncthreads();  // s_y reuses the operand region
 #pragma unroll
   for (int i = 0; i < kFrags; ++i) {
     const int j = parity + 2 * i;
@@ -424,25 +480,40 @@ template <typename T>
 absl::Status SsdForwardTyped(const SsdParams& p, cudaStream_t stream) {
   const int64_t B = p.batch, H = p.heads, P = p.head_dim, N = p.dstate, Q = p.chunk;
   const int64_t n_chunks = SsdNumChunks(p.length, Q);
-  const ssd::StateLayout<T> state_lay(Q, N);
-  const ssd::OutputLayout<T> out_lay(Q, P, N);
+  int device = 0, smem_limit = 0;
+  LYRA_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  LYRA_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  // Two tile buffers where they fit in the device's shared memory, else one.
+  int state_stages = 2, out_stages = 2;
+  if (ssd::StateLayout<T>(Q, N, 2).bytes > static_cast<size_t>(smem_limit)) state_stages = 1;
+  if (ssd::OutputLayout<T>(Q, P, N, 2).bytes > static_cast<size_t>(smem_limit)) out_stages = 1;
+  const ssd::StateLayout<T> state_lay(Q, N, state_stages);
+  const ssd::OutputLayout<T> out_lay(Q, P, N, out_stages);
+  if (state_lay.bytes > static_cast<size_t>(smem_limit) ||
+      out_lay.bytes > static_cast<size_t>(smem_limit)) {
+    return absl::UnimplementedError(absl::StrCat(
+        "SsdCuda: P = ", P, ", N = ", N, " in ", DTypeName(p.dtype), " need ", out_lay.bytes,
+        " bytes of shared memory per block; this device has ", smem_limit));
+  }
   // The state workspace is chunk_states itself when the caller wants it.
   const size_t state_floats = static_cast<size_t>(B * n_chunks * H * P * N);
   const size_t decay_floats = static_cast<size_t>(B * n_chunks * H);
-  int device = 0;
-  LYRA_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  // Workspace: the chunk decays, then (without chunk_states) the states; the decays rounded up
+  // to 64 floats keep the states 256-byte aligned.
+  const size_t decay_pad = (decay_floats + 63) / 64 * 64;
   CachingAllocator& allocator = CachingAllocator::ForDevice(device);
-  const size_t ws_floats = (p.chunk_states == nullptr ? state_floats : 0) + decay_floats;
+  const size_t ws_floats = decay_pad + (p.chunk_states == nullptr ? state_floats : 0);
   LYRA_ASSIGN_OR_RETURN(void* raw, allocator.Allocate(ws_floats * sizeof(float)));
   float* decay = static_cast<float*>(raw);
   float* states = p.chunk_states != nullptr ? static_cast<float*>(p.chunk_states)
-                                            : decay + decay_floats;
+                                            : decay + decay_pad;
   absl::Status status = ssd::DispatchFrags(N, [&]<int kFrags>() -> absl::Status {
     const auto kernel = &ssd::SsdChunkStateKernel<T, kFrags>;
     LYRA_RETURN_IF_ERROR(ssd::SetSmem(kernel, state_lay.bytes));
     const dim3 grid(static_cast<unsigned>(n_chunks), static_cast<unsigned>(B * H),
                     static_cast<unsigned>((P + ssd::kTile - 1) / ssd::kTile));
-    kernel<<<grid, ssd::kThreads, state_lay.bytes, stream>>>(p, states, decay);
+    kernel<<<grid, ssd::kThreads, state_lay.bytes, stream>>>(p, states, decay, state_stages);
     return LastLaunchStatus("SsdChunkStateKernel", __FILE__, __LINE__);
   });
   if (status.ok()) status.Update(ssd::LaunchStatePassing(p, states, decay, stream));
@@ -453,7 +524,7 @@ absl::Status SsdForwardTyped(const SsdParams& p, cudaStream_t stream) {
       const dim3 grid(static_cast<unsigned>(n_chunks),
                       static_cast<unsigned>((Q + ssd::kTile - 1) / ssd::kTile),
                       static_cast<unsigned>(B * H));
-      kernel<<<grid, ssd::kThreads, out_lay.bytes, stream>>>(p, states);
+      kernel<<<grid, ssd::kThreads, out_lay.bytes, stream>>>(p, states, out_stages);
       return LastLaunchStatus("SsdChunkOutputKernel", __FILE__, __LINE__);
     }));
   }

@@ -8,6 +8,7 @@
 // before each run so that unwritten elements fail. The argument checks run without a GPU.
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
@@ -238,6 +239,11 @@ void CheckAgainstReference(const Config& c, uint64_t seed, Kernel kernel = Kerne
     ASSERT_OK(SsdSequentialCuda(p, CurrentStream(0)));
   }
   const Tolerances tol = TolFor(c.dtype);
+  // The errors are printed, pass or fail, to show the margins.
+  std::printf("  %s%s: y %.2e final_state %.2e chunk_states %.2e\n", Describe(c).c_str(),
+              kernel == Kernel::kSequential ? " [sequential]" : "", NormRelError(out.y, ref.y),
+              NormRelError(out.final_state, ref.final_state),
+              NormRelError(out.chunk_states, ref.chunk_states));
   EXPECT_NEAR_NORM(out.y, ref.y, tol.y);
   EXPECT_NEAR_NORM(out.final_state, ref.final_state, tol.states);
   EXPECT_NEAR_NORM(out.chunk_states, ref.chunk_states, tol.states);
