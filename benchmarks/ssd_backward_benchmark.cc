@@ -24,6 +24,17 @@
 //
 // Counters: ms (mean of the timed launches), GB/s and copy_fraction from the bytes above,
 // TFLOP/s from the FLOPs above.
+//
+// Measured on an H200 (2026-12, commit 722e068: the first chunked version, before the staging
+// and reduction fixes of the next commit, which has not run on a GPU yet), ms; the forward is
+// S2's SsdCuda as it stood then:
+//                         bf16 N=64  N=128  N=256 | L=512  L=8192 (N=128) | f32 N=64 N=128 N=256
+//   backward                   5.73   8.80   15.6 |  2.09   35.4          |    7.07  16.2  28.8
+//   forward + backward         6.63   10.3   18.1 |  2.39   41.2          |    8.75  18.8  34.6
+//   sequential backward (v1), bf16 L=512 N=128: 16.2
+// That version achieved ~7 TFLOP/s: far from both bounds. Suspected causes (not measured): the
+// dA / dD / ddt_bias reduction summed B x chunks x P terms in one thread, and the staging loops
+// waited on one scalar global load at a time with one block (8 warps) per SM.
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
