@@ -22,15 +22,20 @@
 // Counters: ms (mean of the timed launches), GB/s and copy_fraction from the bytes above,
 // TFLOP/s from the FLOPs above.
 //
-// Measured on an H200 (2026-12-01, commit 897e443: the chunked kernels with synchronous tile
-// staging, one buffer; --benchmark_min_time=0.1), ms:
-//                       bf16 N=64   N=128   N=256 | L=512  L=8192 (N=128) |  f32 N=128  N=256
-//   forward (L = 2048)      0.936   1.48    2.46  |  0.309   5.89          |     2.66    5.78
-//   forward sequential (v1), bf16 L = 2048 N = 128: 13.2
-//   forward + backward (S3's backward as of that day's working tree), bf16 L = 2048 N = 128: 10.0
-// 21.7 TFLOP/s at the reference shape: far under both ceilings, i.e. latency-bound (each 64-row
-// tile waited for its global loads, then hit 8-way bank conflicts storing them element by
-// element). The cp.async double-buffered staging that followed has not been timed yet.
+// Measured on an H200 (2026-12-01, --benchmark_min_time=0.1), ms:
+//                          bf16 L=2048 N=64  N=128  N=256 | N=128 L=512  L=8192 | f32 N=128  N=256
+//   forward, 897e443 (sync staging)    0.936  1.48   2.46  |       0.309  5.89   |    2.66   5.78
+//   forward, this version              0.670  0.872  1.31  |       0.242  3.55   |    2.09   4.52
+//   forward sequential (v1), bf16 L = 2048 N = 128: 13.2 ms
+//   forward + backward (S3's backward in that day's working tree), bf16 L = 2048 N = 128: 4.10
+// ncu at the reference shape (bf16, L = 2048, N = 128), per kernel, 897e443 -> this version:
+//   chunk states 154 -> 120 us, state passing 378 -> 65 us (the chunk loads batched 8 at a
+//   time instead of one latency per chunk), chunk output 862 -> 680 us (cp.async double-buffered
+//   tiles, no bank-conflicted staging stores, a warp per row in the mask / scale / epilogue
+//   loops). The chunk output kernel is the gap to the 0.45 ms target: 4 warps per scheduler
+//   (128 registers, ~100 KB of shared memory: 2 blocks per SM) at 7.4 cycles per issued
+//   instruction, 20 TFLOP/s of useful tensor work; the next steps are fewer registers / less
+//   shared memory (3-4 blocks per SM) and C Bᵀ computed once per group instead of per head.
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 

@@ -199,7 +199,9 @@ __device__ void LoadChunkScalars(const SsdParams& p, int64_t b, int64_t h, int64
     if (t < p.length) {
       d = DtPrime(static_cast<float>(DLoad(dt[t * p.dt_stride_l])), bias, p.dt_softplus, dt_min,
                   dt_max);
-      if (seq != nullptr && t > 0) r = seq[t * p.seq_idx_stride_l] != seq[(t - 1) * p.seq_idx_stride_l];
+      if (seq != nullptr && t > 0) {
+        r = seq[t * p.seq_idx_stride_l] != seq[(t - 1) * p.seq_idx_stride_l];
+      }
     }
     s_dt[l] = d;
     run += d * A;
@@ -310,8 +312,8 @@ __device__ __forceinline__ void StageTileAsync(E* s, int pitch, const T* g, int6
     } else {
 #pragma unroll
       for (int j = 0; j < kVec; ++j) {
-        dst[j] = ToElem<E>(col + j < cols_valid ? static_cast<float>(DLoad(g[r * row_stride + col + j]))
-                                                : 0.f);
+        const bool in = col + j < cols_valid;
+        dst[j] = ToElem<E>(in ? static_cast<float>(DLoad(g[r * row_stride + col + j])) : 0.f);
       }
     }
   }

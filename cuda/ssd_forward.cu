@@ -1,6 +1,7 @@
 // Host entry points of the Mamba-2 SSD forward (cuda/ssd.h; the chunked kernels are in
-// ssd_forward_kernels.cuh, whose dtype-independent state-passing step is defined here), and version 1 of the forward, kept as the benchmark's baseline
-// (SsdSequentialCuda): the recurrence of cuda/ssd.h stepped one time step at a time.
+// ssd_forward_kernels.cuh, whose dtype-independent state-passing step is defined here), and
+// version 1 of the forward, kept as the benchmark's baseline (SsdSequentialCuda): the recurrence
+// of cuda/ssd.h stepped one time step at a time.
 //
 //   grid (ceil(P / 4), H, B), 128 threads: warp w owns head-dim row p = 4 blockIdx.x + w of
 //   head h, lane i the states n = i, i + 32, ... (N <= 256: at most 8 per lane, in registers).
@@ -41,9 +42,9 @@ __global__ void __launch_bounds__(32 * kSeqRowsPerBlock) SsdSequentialKernel(con
   const T* dt = static_cast<const T*>(p.dt) + b * p.dt_stride_b + h * p.dt_stride_h;
   const T* Bg = static_cast<const T*>(p.B) + b * p.B_stride_b + g * p.B_stride_g;
   const T* Cg = static_cast<const T*>(p.C) + b * p.C_stride_b + g * p.C_stride_g;
-  const T* z = p.z != nullptr
-                   ? static_cast<const T*>(p.z) + b * p.z_stride_b + h * p.z_stride_h + pr * p.z_stride_p
-                   : nullptr;
+  const T* z = p.z != nullptr ? static_cast<const T*>(p.z) + b * p.z_stride_b +
+                                    h * p.z_stride_h + pr * p.z_stride_p
+                              : nullptr;
   T* y = static_cast<T*>(p.y) + b * p.y_stride_b + h * p.y_stride_h + pr * p.y_stride_p;
   const int32_t* seq = p.seq_idx != nullptr ? p.seq_idx + b * p.seq_idx_stride_b : nullptr;
   const float A = static_cast<const float*>(p.A)[h * p.A_stride];
@@ -169,15 +170,29 @@ __global__ void __launch_bounds__(kThreads)
   float* st = states + (b * n_chunks * H + h) * PN + e;
   const float* decay = chunk_decay + b * n_chunks * H + h;
   const int64_t step = H * PN;
-#pragma unroll 4
-  for (int64_t c = 0; c < n_chunks; ++c) {
-    const float local = st[c * step];
-    st[c * step] = s;
-    s = fmaf(decay[c * H], s, local);
+  // Chunks in batches: the batch's loads are all issued before its stores (one memory latency
+  // per batch instead of one per chunk: a store may alias the next load for the compiler).
+  constexpr int kBatch = 8;
+  for (int64_t c0 = 0; c0 < n_chunks; c0 += kBatch) {
+    float local[kBatch], dec[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const bool in = c0 + j < n_chunks;
+      local[j] = in ? st[(c0 + j) * step] : 0.f;
+      dec[j] = in ? decay[(c0 + j) * H] : 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      if (c0 + j < n_chunks) {
+        st[(c0 + j) * step] = s;
+        s = fmaf(dec[j], s, local[j]);
+      }
+    }
   }
   if (p.final_state != nullptr) {
-    static_cast<float*>(p.final_state)[b * p.final_state_stride_b + h * p.final_state_stride_h +
-                                       pr * p.final_state_stride_p + n * p.final_state_stride_n] = s;
+    float* fs = static_cast<float*>(p.final_state);
+    fs[b * p.final_state_stride_b + h * p.final_state_stride_h + pr * p.final_state_stride_p +
+       n * p.final_state_stride_n] = s;
   }
 }
 

@@ -15,7 +15,8 @@
 //      S_loc(c); slot c is overwritten with S_in(c) (= chunk_states, cuda/ssd.h); the last
 //      S_in is final_state.
 //   3. SsdChunkOutputKernel, grid (chunks, ceil(Q / 64), B H): 64 output rows l of a chunk
-//        out[l, :] = sum_{s <= l, seg[s] == seg[l]} (Cc[l] . Bc[s]) exp(cum[l] - cum[s]) dt[s] X[s, :]
+//        out[l, :] = sum_{s <= l, seg[s] == seg[l]} (Cc[l] . Bc[s]) exp(cum[l] - cum[s]) dt[s]
+//                    X[s, :]
 //                  + [seg[l] == 0] exp(cum[l]) Cc[l] S_in(c)ᵀ + D x[l, :]
 //        y[l, :]  = out[l, :] silu(z[l, :])
 //      per 64-column block of s <= l: (Cc Bcᵀ) (64 x N)(N x 64) on the tensor cores, the mask
@@ -202,7 +203,7 @@ __global__ void __launch_bounds__(kThreads)
     s_dt[l] = s_seg[l] == seg_end ? s_dt[l] * __expf(cum_end - s_cum[l]) : 0.f;
   }
 
-  const int warp = threadIdx.x / 32, rt = warp % 4, parity = warp / 4;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, rt = warp % 4, parity = warp / 4;
   const int n_tiles = lay.np / 16;
   typename M::Acc acc[kFrags];
 #pragma unroll
@@ -219,10 +220,11 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();  // tile `it` (and the weights) visible to the block
     E* sx = s_x(it % stages);
     const E* sb = s_b(it % stages);
-    for (int i = threadIdx.x; i < kTile * kTile; i += kThreads) {
-      const int r = i / kTile, col = i % kTile;
+    for (int r = warp; r < kTile; r += kThreads / 32) {  // a warp per row of s
       const float w = r < s_rows ? s_dt[s0 + r] : 0.f;
-      sx[r * lay.px + col] = ToElem<E>(FromElem(sx[r * lay.px + col]) * w);
+      for (int col = lane; col < kTile; col += 32) {
+        sx[r * lay.px + col] = ToElem<E>(FromElem(sx[r * lay.px + col]) * w);
+      }
     }
     __syncthreads();
 #pragma unroll 1
@@ -323,7 +325,7 @@ __global__ void __launch_bounds__(kThreads)
                       reinterpret_cast<float*>(smem + lay.scratch_f),
                       reinterpret_cast<int*>(smem + lay.scratch_i));
 
-  const int warp = threadIdx.x / 32, rt = warp % 4, parity = warp / 4;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, rt = warp % 4, parity = warp / 4;
   const int p_tiles = lay.pp / 16;
   typename MX::Acc acc[kFrags];
 #pragma unroll
@@ -363,13 +365,34 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < kTile * kTile; i += kThreads) {
-      const int r = i / kTile, cc = i % kTile, l = l0 + r, s = s0 + cc;
-      float v = 0.f;
-      if (r < l_rows && cc < s_rows && s <= l && s_seg[s] == s_seg[l]) {
-        v = s_cb[r * lay.pcb + cc] * __expf(s_cum[l] - s_cum[s]) * s_dt[s];
+    {
+      // M[r, cc] = (C Bᵀ)[r, cc] exp(cum[l] - cum[s]) dt[s] where s <= l in one segment, else 0;
+      // a warp per row, each lane two columns whose scalars stay in registers over the rows.
+      float cum_s[2], dt_s[2];
+      int seg_s[2];
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const int cc = lane + 32 * j;
+        const bool ok = cc < s_rows;
+        cum_s[j] = ok ? s_cum[s0 + cc] : 0.f;
+        dt_s[j] = ok ? s_dt[s0 + cc] : 0.f;
+        seg_s[j] = ok ? s_seg[s0 + cc] : -1;
       }
-      s_m[r * lay.pm + cc] = ToElem<E>(v);
+      for (int r = warp; r < kTile; r += kThreads / 32) {
+        const int l = l0 + r;
+        const bool row_ok = r < l_rows;
+        const float cum_l = row_ok ? s_cum[l] : 0.f;
+        const int seg_l = row_ok ? s_seg[l] : -2;
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          const int cc = lane + 32 * j;
+          float v = 0.f;
+          if (s0 + cc <= l && seg_s[j] == seg_l) {
+            v = s_cb[r * lay.pcb + cc] * __expf(cum_l - cum_s[j]) * dt_s[j];
+          }
+          s_m[r * lay.pm + cc] = ToElem<E>(v);
+        }
+      }
     }
     __syncthreads();
 #pragma unroll 1
@@ -393,10 +416,11 @@ __global__ void __launch_bounds__(kThreads)
   // The incoming state: rows before the chunk's first reset, decayed by exp(cum[l]); none in the
   // first chunk without an initial state.
   if (c > 0 || p.initial_state != nullptr) {
-    for (int i = threadIdx.x; i < kTile * lay.np; i += kThreads) {
-      const int r = i / lay.np, n = i % lay.np, l = l0 + r;
-      const float w = (r < l_rows && s_seg[l] == 0) ? __expf(s_cum[l]) : 0.f;
-      s_c[r * lay.pc + n] = ToElem<E>(FromElem(s_c[r * lay.pc + n]) * w);
+    for (int r = warp; r < kTile; r += kThreads / 32) {  // a warp per row: one exp per row
+      const float w = (r < l_rows && s_seg[l0 + r] == 0) ? __expf(s_cum[l0 + r]) : 0.f;
+      for (int n = lane; n < lay.np; n += 32) {
+        s_c[r * lay.pc + n] = ToElem<E>(FromElem(s_c[r * lay.pc + n]) * w);
+      }
     }
     const float* S = states + ((b * n_chunks + c) * H + h) * P * N;
     const bool vec4 = N % 4 == 0 && reinterpret_cast<uintptr_t>(S) % 16 == 0;
@@ -445,25 +469,27 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   __syncthreads();
-  // Epilogue: + D x, gate, round; threads run along P (coalesced).
+  // Epilogue: + D x, gate, round; a warp per row, lanes along P (coalesced).
   const float* Dp = static_cast<const float*>(p.D);
   const T* z_chunk = p.z != nullptr ? static_cast<const T*>(p.z) + b * p.z_stride_b +
                                           t0 * p.z_stride_l + h * p.z_stride_h
                                     : nullptr;
   T* y_chunk = static_cast<T*>(p.y) + b * p.y_stride_b + t0 * p.y_stride_l + h * p.y_stride_h;
   const int Pi = static_cast<int>(P);
-  for (int i = threadIdx.x; i < l_rows * Pi; i += kThreads) {
-    const int r = i / Pi, pc = i % Pi, l = l0 + r;
-    float out = s_y[r * lay.py + pc];
-    if (Dp != nullptr) {
-      const float d = Dp[h * p.D_stride_h + (p.D_per_head_dim ? pc * p.D_stride_p : 0)];
-      out = fmaf(d, static_cast<float>(DLoad(x_chunk[l * p.x_stride_l + pc])), out);
+  for (int r = warp; r < l_rows; r += kThreads / 32) {
+    const int64_t l = l0 + r;
+    for (int pc = lane; pc < Pi; pc += 32) {
+      float out = s_y[r * lay.py + pc];
+      if (Dp != nullptr) {
+        const float d = Dp[h * p.D_stride_h + (p.D_per_head_dim ? pc * p.D_stride_p : 0)];
+        out = fmaf(d, static_cast<float>(DLoad(x_chunk[l * p.x_stride_l + pc])), out);
+      }
+      if (z_chunk != nullptr) {
+        const float zv = static_cast<float>(DLoad(z_chunk[l * p.z_stride_l + pc]));
+        out *= zv / (1.f + __expf(-zv));
+      }
+      y_chunk[l * p.y_stride_l + pc] = DStore<T>(out);
     }
-    if (z_chunk != nullptr) {
-      const float zv = static_cast<float>(DLoad(z_chunk[l * p.z_stride_l + pc]));
-      out *= zv / (1.f + __expf(-zv));
-    }
-    y_chunk[l * p.y_stride_l + pc] = DStore<T>(out);
   }
 }
 
@@ -480,14 +506,20 @@ template <typename T>
 absl::Status SsdForwardTyped(const SsdParams& p, cudaStream_t stream) {
   const int64_t B = p.batch, H = p.heads, P = p.head_dim, N = p.dstate, Q = p.chunk;
   const int64_t n_chunks = SsdNumChunks(p.length, Q);
-  int device = 0, smem_limit = 0;
+  int device = 0, smem_limit = 0, smem_per_sm = 0;
   LYRA_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   LYRA_CUDA_RETURN_IF_ERROR(
       cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  // Two tile buffers where they fit in the device's shared memory, else one.
-  int state_stages = 2, out_stages = 2;
-  if (ssd::StateLayout<T>(Q, N, 2).bytes > static_cast<size_t>(smem_limit)) state_stages = 1;
-  if (ssd::OutputLayout<T>(Q, P, N, 2).bytes > static_cast<size_t>(smem_limit)) out_stages = 1;
+  LYRA_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
+  // Two tile buffers where two blocks of them still fit on a multiprocessor (1 KB of it is
+  // reserved per block), else one: measured on the H200, the second buffer gained less than
+  // the halved occupancy cost (bf16 N = 256: 2.46 -> 3.02 ms).
+  const auto two_fit = [&](size_t bytes) {
+    return 2 * (bytes + 1024) <= static_cast<size_t>(smem_per_sm);
+  };
+  const int state_stages = two_fit(ssd::StateLayout<T>(Q, N, 2).bytes) ? 2 : 1;
+  const int out_stages = two_fit(ssd::OutputLayout<T>(Q, P, N, 2).bytes) ? 2 : 1;
   const ssd::StateLayout<T> state_lay(Q, N, state_stages);
   const ssd::OutputLayout<T> out_lay(Q, P, N, out_stages);
   if (state_lay.bytes > static_cast<size_t>(smem_limit) ||

@@ -84,7 +84,8 @@ absl::StatusOr<Problem> MakeProblem(const Config& c, uint64_t seed) {
   LYRA_ASSIGN_OR_RETURN(pr.dt, RandomTensor({Bt, L, H}, c.dtype, seed + 2,
                                             c.softplus ? -1.0 : 0.001, c.softplus ? 1.0 : 0.1));
   std::vector<double> a(H);
-  for (int64_t h = 0; h < H; ++h) a[h] = -std::exp(std::log(1.0) + 2.7 * h / std::max<int64_t>(H - 1, 1));
+  // A = -exp(a_log), a_log spread over [0, 2.7] across the heads.
+  for (int64_t h = 0; h < H; ++h) a[h] = -std::exp(2.7 * h / std::max<int64_t>(H - 1, 1));
   LYRA_ASSIGN_OR_RETURN(pr.A, Tensor::FromDoubles(a, {H}, DType::kF32));
   LYRA_ASSIGN_OR_RETURN(pr.B, RandomTensor({Bt, L, c.groups, N}, c.dtype, seed + 3));
   LYRA_ASSIGN_OR_RETURN(pr.C, RandomTensor({Bt, L, c.groups, N}, c.dtype, seed + 4));
@@ -97,8 +98,8 @@ absl::StatusOr<Problem> MakeProblem(const Config& c, uint64_t seed) {
     LYRA_ASSIGN_OR_RETURN(pr.z, RandomTensor({Bt, L, H, P}, c.dtype, seed + 6, -2.0, 2.0));
   }
   if (c.has_bias) {
-    LYRA_ASSIGN_OR_RETURN(pr.dt_bias, RandomTensor({H}, DType::kF32, seed + 7,
-                                                   c.softplus ? -5.0 : 0.0, c.softplus ? -2.0 : 0.01));
+    const double lo = c.softplus ? -5.0 : 0.0, hi = c.softplus ? -2.0 : 0.01;
+    LYRA_ASSIGN_OR_RETURN(pr.dt_bias, RandomTensor({H}, DType::kF32, seed + 7, lo, hi));
   }
   if (c.has_init) {
     LYRA_ASSIGN_OR_RETURN(pr.initial_state, RandomTensor({Bt, H, P, N}, DType::kF32, seed + 8));
