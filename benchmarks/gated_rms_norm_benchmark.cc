@@ -29,22 +29,19 @@
 #include "base/dtype.h"
 #include "base/status_macros.h"
 #include "benchmarks/gpu_benchmark.h"
+#include "benchmarks/norm_benchmark_util.h"
 #include "nn/gated_rms_norm.h"
 #include "tensor/tensor.h"
 
 namespace lyra {
 namespace {
 
+using bench::GpuFilled;
+using bench::TimedAgainstCopy;
+
 constexpr int64_t kRows = 16384;
 constexpr int64_t kHidden = 1536;
 constexpr double kEps = 1e-5;
-constexpr Device kGpu = Device::Cuda(0);
-
-absl::StatusOr<Tensor> GpuFilled(const Shape& shape, DType dtype, double value) {
-  LYRA_ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(shape, dtype, kGpu));
-  LYRA_RETURN_IF_ERROR(t.Fill(value));
-  return t;
-}
 
 struct Operands {
   Tensor x, z, weight, dy;
@@ -77,11 +74,9 @@ void BM_GatedRmsNormForward(benchmark::State& state) {
   const int64_t S = state.range(0);
   absl::StatusOr<Operands> o = MakeOperands(S);
   if (!o.ok()) return bench::Fail(state, o.status());
-  const double bytes = ForwardBytes(S);
-  const double ms = bench::RunTimed(state, [&] {
+  TimedAgainstCopy(state, [&] {
     return nn::functional::GatedRmsNormForward(o->x, o->z, o->weight, S, kEps).status();
-  }, bytes);
-  if (ms > 0) bench::ReportCopyFraction(state, bytes, ms);
+  }, ForwardBytes(S));
 }
 
 void BM_GatedRmsNormBackward(benchmark::State& state) {
@@ -89,12 +84,10 @@ void BM_GatedRmsNormBackward(benchmark::State& state) {
   const int64_t S = state.range(0);
   absl::StatusOr<Operands> o = MakeOperands(S);
   if (!o.ok()) return bench::Fail(state, o.status());
-  const double bytes = BackwardBytes(S);
-  const double ms = bench::RunTimed(state, [&] {
+  TimedAgainstCopy(state, [&] {
     return nn::functional::GatedRmsNormBackward(o->dy, o->x, o->z, o->weight, o->forward.rstd, S)
         .status();
-  }, bytes);
-  if (ms > 0) bench::ReportCopyFraction(state, bytes, ms);
+  }, BackwardBytes(S));
 }
 
 #define LYRA_GATED_NORM_BENCHMARK(fn) \

@@ -26,13 +26,12 @@
 // benchmark reports an error and skips.
 #include <benchmark/benchmark.h>
 
-#include <functional>
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/dtype.h"
 #include "base/status_macros.h"
 #include "benchmarks/gpu_benchmark.h"
+#include "benchmarks/norm_benchmark_util.h"
 #include "nn/layer_norm.h"
 #include "nn/rms_norm.h"
 #include "tensor/tensor.h"
@@ -40,15 +39,11 @@
 namespace lyra {
 namespace {
 
+using bench::GpuFilled;
+using bench::TimedAgainstCopy;
+
 constexpr int64_t kRows = 16384;
 constexpr double kEps = 1e-5;
-constexpr Device kGpu = Device::Cuda(0);
-
-absl::StatusOr<Tensor> GpuFilled(const Shape& shape, DType dtype, double value) {
-  LYRA_ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(shape, dtype, kGpu));
-  LYRA_RETURN_IF_ERROR(t.Fill(value));
-  return t;
-}
 
 // The operands of one benchmark: bf16 activations, f32 residual stream and parameters.
 struct Operands {
@@ -74,13 +69,6 @@ absl::StatusOr<Operands> MakeOperands(int64_t H, bool layer) {
         o.forward, nn::functional::RmsNormForward(o.x, o.residual, o.weight, kEps, true));
   }
   return o;
-}
-
-// One timed benchmark plus the copy of the same traffic.
-void TimedAgainstCopy(benchmark::State& state, const std::function<absl::Status()>& launch,
-                      double bytes) {
-  const double ms = bench::RunTimed(state, launch, bytes);
-  if (ms > 0) bench::ReportCopyFraction(state, bytes, ms);
 }
 
 double ForwardBytes(int64_t H, bool layer) {

@@ -15,7 +15,10 @@ namespace lyra::nn {
 
 using autograd::Variable;
 using norm_internal::AsRows;
+using norm_internal::AsRowsIfDefined;
+using norm_internal::CheckInputAndWeightDefined;
 using norm_internal::ContiguousAs;
+using norm_internal::DataOrUndefined;
 using norm_internal::Rows;
 using norm_internal::StatDType;
 
@@ -58,10 +61,7 @@ absl::StatusOr<GatedNormForwardResult> GatedRmsNormForward(const Tensor& x, cons
   const DType stat = StatDType(x.dtype());
   const int64_t hidden = x.size(-1);
   LYRA_ASSIGN_OR_RETURN(Rows xr, AsRows(x));
-  Rows zr;
-  if (z.defined()) {
-    LYRA_ASSIGN_OR_RETURN(zr, AsRows(z));
-  }
+  LYRA_ASSIGN_OR_RETURN(Rows zr, AsRowsIfDefined(z));
   LYRA_ASSIGN_OR_RETURN(Tensor w, ContiguousAs(weight, stat));
 
   GatedNormForwardResult out;
@@ -110,10 +110,7 @@ absl::StatusOr<GatedNormGradients> GatedRmsNormBackward(const Tensor& dy, const 
   }
   LYRA_ASSIGN_OR_RETURN(Rows dyr, AsRows(dy));
   LYRA_ASSIGN_OR_RETURN(Rows xr, AsRows(x));
-  Rows zr;
-  if (z.defined()) {
-    LYRA_ASSIGN_OR_RETURN(zr, AsRows(z));
-  }
+  LYRA_ASSIGN_OR_RETURN(Rows zr, AsRowsIfDefined(z));
   LYRA_ASSIGN_OR_RETURN(Tensor w, ContiguousAs(weight, stat));
   LYRA_ASSIGN_OR_RETURN(Tensor rstd_c, rstd.Contiguous());
 
@@ -122,7 +119,7 @@ absl::StatusOr<GatedNormGradients> GatedRmsNormBackward(const Tensor& dy, const 
   if (z.defined()) {
     LYRA_ASSIGN_OR_RETURN(out.dz, Tensor::Empty(dy.shape(), dy.dtype(), dy.device()));
   }
-  LYRA_ASSIGN_OR_RETURN(Tensor dweight, Tensor::Empty({hidden}, stat, dy.device()));
+  LYRA_ASSIGN_OR_RETURN(out.dweight, Tensor::Empty({hidden}, stat, dy.device()));
 
   cuda::GatedRmsNormBackwardParams p;
   p.dtype = dy.dtype();
@@ -143,22 +140,17 @@ absl::StatusOr<GatedNormGradients> GatedRmsNormBackward(const Tensor& dy, const 
   p.rstd = rstd_c.data();
   p.dx = out.dx.data();
   p.dx_stride = hidden;
-  p.dweight = dweight.data();
+  p.dweight = out.dweight.data();
   LYRA_RETURN_IF_ERROR(internal::RunKernel(dy.device(), p, cuda::GatedRmsNormBackwardReference,
                                            cuda::GatedRmsNormBackwardCuda));
-  if (weight.dtype() != stat) {
-    LYRA_ASSIGN_OR_RETURN(dweight, dweight.To(weight.dtype()));
-  }
-  out.dweight = std::move(dweight);
+  LYRA_ASSIGN_OR_RETURN(out.dweight, out.dweight.To(weight.dtype()));
   return out;
 }
 
 absl::StatusOr<Variable> GatedRmsNorm(const Variable& x, const Variable& z,
                                       const Variable& weight, int64_t group_size, double eps) {
-  if (!x.defined() || !weight.defined()) {
-    return absl::InvalidArgumentError("GatedRmsNorm: x and weight must be defined");
-  }
-  const Tensor xd = x.data(), zd = z.defined() ? z.data() : Tensor(), w = weight.data();
+  LYRA_RETURN_IF_ERROR(CheckInputAndWeightDefined("GatedRmsNorm", x, weight));
+  const Tensor xd = x.data(), zd = DataOrUndefined(z), w = weight.data();
   LYRA_ASSIGN_OR_RETURN(GatedNormForwardResult f,
                         GatedRmsNormForward(xd, zd, w, group_size, eps));
   const Tensor rstd = f.rstd;

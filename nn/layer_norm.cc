@@ -12,9 +12,15 @@
 namespace lyra::nn {
 
 using autograd::Variable;
-using norm_internal::AsRows;
+using norm_internal::CheckInputAndWeightDefined;
 using norm_internal::ContiguousAs;
-using norm_internal::Rows;
+using norm_internal::DataOrUndefined;
+using norm_internal::PrepareResidualNormBackward;
+using norm_internal::PrepareResidualNormForward;
+using norm_internal::ResidualNormBackwardOperands;
+using norm_internal::ResidualNormForwardOperands;
+using norm_internal::SetResidualNormBackwardParams;
+using norm_internal::SetResidualNormForwardParams;
 using norm_internal::StatDType;
 
 namespace functional {
@@ -24,50 +30,20 @@ absl::StatusOr<NormForwardResult> LayerNormForward(const Tensor& x, const Tensor
                                                    double eps, bool return_residual_out) {
   LYRA_RETURN_IF_ERROR(
       norm_internal::CheckNormForwardInputs("LayerNorm", x, residual, weight, bias));
-  const DType stat = StatDType(x.dtype());
-  LYRA_ASSIGN_OR_RETURN(Rows xr, AsRows(x));
-  Rows rr;
-  if (residual.defined()) {
-    LYRA_ASSIGN_OR_RETURN(rr, AsRows(residual));
-  }
-  LYRA_ASSIGN_OR_RETURN(Tensor w, ContiguousAs(weight, stat));
+  LYRA_ASSIGN_OR_RETURN(ResidualNormForwardOperands o,
+                        PrepareResidualNormForward(x, residual, weight, return_residual_out,
+                                                   /*with_mean=*/true));
   Tensor b;
   if (bias.defined()) {
-    LYRA_ASSIGN_OR_RETURN(b, ContiguousAs(bias, stat));
+    LYRA_ASSIGN_OR_RETURN(b, ContiguousAs(bias, StatDType(x.dtype())));
   }
-
-  NormForwardResult out;
-  LYRA_ASSIGN_OR_RETURN(out.y, Tensor::Empty(x.shape(), x.dtype(), x.device()));
-  if (return_residual_out) {
-    LYRA_ASSIGN_OR_RETURN(out.residual_out, Tensor::Empty(x.shape(), stat, x.device()));
-  }
-  LYRA_ASSIGN_OR_RETURN(out.mean, Tensor::Empty({xr.rows}, stat, x.device()));
-  LYRA_ASSIGN_OR_RETURN(out.rstd, Tensor::Empty({xr.rows}, stat, x.device()));
-
   cuda::LayerNormForwardParams p;
-  p.dtype = x.dtype();
-  p.rows = xr.rows;
-  p.hidden = x.size(-1);
-  p.eps = eps;
-  p.x = xr.tensor.data();
-  p.x_stride = xr.stride;
-  if (residual.defined()) {
-    p.residual = rr.tensor.data();
-    p.residual_stride = rr.stride;
-  }
-  p.weight = w.data();
+  SetResidualNormForwardParams(o, x.dtype(), eps, p);
   if (bias.defined()) p.bias = b.data();
-  p.y = out.y.data();
-  p.y_stride = p.hidden;
-  if (return_residual_out) {
-    p.residual_out = out.residual_out.data();
-    p.residual_out_stride = p.hidden;
-  }
-  p.mean = out.mean.data();
-  p.rstd = out.rstd.data();
+  p.mean = o.out.mean.data();
   LYRA_RETURN_IF_ERROR(internal::RunKernel(x.device(), p, cuda::LayerNormForwardReference,
                                            cuda::LayerNormForwardCuda));
-  return out;
+  return std::move(o.out);
 }
 
 absl::StatusOr<NormGradients> LayerNormBackward(const Tensor& dy, const Tensor& dresidual_out,
@@ -79,75 +55,32 @@ absl::StatusOr<NormGradients> LayerNormBackward(const Tensor& dy, const Tensor& 
   LYRA_RETURN_IF_ERROR(norm_internal::CheckNormBackwardInputs("LayerNormBackward", dy,
                                                               dresidual_out, h, weight, mean,
                                                               rstd));
-  const DType stat = StatDType(dy.dtype());
-  LYRA_ASSIGN_OR_RETURN(Rows dyr, AsRows(dy));
-  Tensor h_stat = h;
-  if (h.dtype() != stat) {
-    LYRA_ASSIGN_OR_RETURN(h_stat, h.To(stat));
-  }
-  LYRA_ASSIGN_OR_RETURN(Rows hr, AsRows(h_stat));
-  Rows dro;
-  if (dresidual_out.defined()) {
-    LYRA_ASSIGN_OR_RETURN(dro, AsRows(dresidual_out));
-  }
-  LYRA_ASSIGN_OR_RETURN(Tensor w, ContiguousAs(weight, stat));
+  LYRA_ASSIGN_OR_RETURN(ResidualNormBackwardOperands o,
+                        PrepareResidualNormBackward(dy, dresidual_out, h, weight, rstd,
+                                                    return_dresidual));
   LYRA_ASSIGN_OR_RETURN(Tensor mean_c, mean.Contiguous());
-  LYRA_ASSIGN_OR_RETURN(Tensor rstd_c, rstd.Contiguous());
-
-  NormGradients out;
-  const int64_t hidden = dy.size(-1);
-  LYRA_ASSIGN_OR_RETURN(out.dx, Tensor::Empty(dy.shape(), dy.dtype(), dy.device()));
-  if (return_dresidual) {
-    LYRA_ASSIGN_OR_RETURN(out.dresidual, Tensor::Empty(dy.shape(), stat, dy.device()));
-  }
-  LYRA_ASSIGN_OR_RETURN(Tensor dweight, Tensor::Empty({hidden}, stat, dy.device()));
-  Tensor dbias;
   if (with_bias) {
-    LYRA_ASSIGN_OR_RETURN(dbias, Tensor::Empty({hidden}, stat, dy.device()));
+    LYRA_ASSIGN_OR_RETURN(o.out.dbias,
+                          Tensor::Empty({dy.size(-1)}, StatDType(dy.dtype()), dy.device()));
   }
 
   cuda::LayerNormBackwardParams p;
-  p.dtype = dy.dtype();
-  p.rows = dyr.rows;
-  p.hidden = hidden;
-  p.dy = dyr.tensor.data();
-  p.dy_stride = dyr.stride;
-  if (dresidual_out.defined()) {
-    p.dresidual_out = dro.tensor.data();
-    p.dresidual_out_stride = dro.stride;
-  }
-  p.h = hr.tensor.data();
-  p.h_stride = hr.stride;
-  p.weight = w.data();
+  SetResidualNormBackwardParams(o, dy.dtype(), p);
   p.mean = mean_c.data();
-  p.rstd = rstd_c.data();
-  p.dx = out.dx.data();
-  p.dx_stride = hidden;
-  if (return_dresidual) {
-    p.dresidual = out.dresidual.data();
-    p.dresidual_stride = hidden;
-  }
-  p.dweight = dweight.data();
-  if (with_bias) p.dbias = dbias.data();
+  if (with_bias) p.dbias = o.out.dbias.data();
   LYRA_RETURN_IF_ERROR(internal::RunKernel(dy.device(), p, cuda::LayerNormBackwardReference,
                                            cuda::LayerNormBackwardCuda));
-  if (weight.dtype() != stat) {
-    LYRA_ASSIGN_OR_RETURN(dweight, dweight.To(weight.dtype()));
+  LYRA_ASSIGN_OR_RETURN(o.out.dweight, o.out.dweight.To(weight.dtype()));
+  if (with_bias) {
+    LYRA_ASSIGN_OR_RETURN(o.out.dbias, o.out.dbias.To(bias.dtype()));
   }
-  if (with_bias && bias.dtype() != stat) {
-    LYRA_ASSIGN_OR_RETURN(dbias, dbias.To(bias.dtype()));
-  }
-  out.dweight = std::move(dweight);
-  out.dbias = std::move(dbias);
-  return out;
+  return std::move(o.out);
 }
 
 absl::StatusOr<Variable> LayerNorm(const Variable& x, const Variable& weight, const Variable& bias,
                                    double eps) {
-  if (!x.defined() || !weight.defined()) {
-    return absl::InvalidArgumentError("LayerNorm: x and weight must be defined");
-  }
-  const Tensor b = bias.defined() ? bias.data() : Tensor();
+  LYRA_RETURN_IF_ERROR(CheckInputAndWeightDefined("LayerNorm", x, weight));
+  const Tensor b = DataOrUndefined(bias);
   LYRA_ASSIGN_OR_RETURN(NormForwardResult f,
                         LayerNormForward(x.data(), Tensor(), weight.data(), b, eps, false));
   const Tensor h = x.data(), w = weight.data(), mean = f.mean, rstd = f.rstd;
@@ -164,12 +97,9 @@ absl::StatusOr<ResidualNormResult> LayerNormWithResidual(const Variable& x,
                                                          const Variable& residual,
                                                          const Variable& weight,
                                                          const Variable& bias, double eps) {
-  if (!x.defined() || !weight.defined()) {
-    return absl::InvalidArgumentError("LayerNormWithResidual: x and weight must be defined");
-  }
-  const Tensor b = bias.defined() ? bias.data() : Tensor();
-  const Tensor residual_data = residual.defined() ? residual.data() : Tensor();
-  LYRA_ASSIGN_OR_RETURN(NormForwardResult f, LayerNormForward(x.data(), residual_data,
+  LYRA_RETURN_IF_ERROR(CheckInputAndWeightDefined("LayerNormWithResidual", x, weight));
+  const Tensor b = DataOrUndefined(bias);
+  LYRA_ASSIGN_OR_RETURN(NormForwardResult f, LayerNormForward(x.data(), DataOrUndefined(residual),
                                                               weight.data(), b, eps, true));
   const Tensor h = f.residual_out, w = weight.data(), mean = f.mean, rstd = f.rstd;
   const bool has_residual = residual.defined();

@@ -129,4 +129,59 @@ absl::StatusOr<Tensor> ContiguousAs(const Tensor& v, DType dtype) {
   return out.Contiguous();
 }
 
+absl::StatusOr<Rows> AsRowsIfDefined(const Tensor& t) {
+  if (!t.defined()) return Rows{};
+  return AsRows(t);
+}
+
+absl::Status CheckInputAndWeightDefined(absl::string_view op, const autograd::Variable& x,
+                                        const autograd::Variable& weight) {
+  if (!x.defined() || !weight.defined()) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": x and weight must be defined"));
+  }
+  return absl::OkStatus();
+}
+
+Tensor DataOrUndefined(const autograd::Variable& v) { return v.defined() ? v.data() : Tensor(); }
+
+absl::StatusOr<ResidualNormForwardOperands> PrepareResidualNormForward(const Tensor& x,
+                                                                       const Tensor& residual,
+                                                                       const Tensor& weight,
+                                                                       bool return_residual_out,
+                                                                       bool with_mean) {
+  const DType stat = StatDType(x.dtype());
+  ResidualNormForwardOperands o;
+  LYRA_ASSIGN_OR_RETURN(o.x, AsRows(x));
+  LYRA_ASSIGN_OR_RETURN(o.residual, AsRowsIfDefined(residual));
+  LYRA_ASSIGN_OR_RETURN(o.weight, ContiguousAs(weight, stat));
+  LYRA_ASSIGN_OR_RETURN(o.out.y, Tensor::Empty(x.shape(), x.dtype(), x.device()));
+  if (return_residual_out) {
+    LYRA_ASSIGN_OR_RETURN(o.out.residual_out, Tensor::Empty(x.shape(), stat, x.device()));
+  }
+  if (with_mean) {
+    LYRA_ASSIGN_OR_RETURN(o.out.mean, Tensor::Empty({o.x.rows}, stat, x.device()));
+  }
+  LYRA_ASSIGN_OR_RETURN(o.out.rstd, Tensor::Empty({o.x.rows}, stat, x.device()));
+  return o;
+}
+
+absl::StatusOr<ResidualNormBackwardOperands> PrepareResidualNormBackward(
+    const Tensor& dy, const Tensor& dresidual_out, const Tensor& h, const Tensor& weight,
+    const Tensor& rstd, bool return_dresidual) {
+  const DType stat = StatDType(dy.dtype());
+  ResidualNormBackwardOperands o;
+  LYRA_ASSIGN_OR_RETURN(o.dy, AsRows(dy));
+  LYRA_ASSIGN_OR_RETURN(Tensor h_stat, h.To(stat));
+  LYRA_ASSIGN_OR_RETURN(o.h, AsRows(h_stat));
+  LYRA_ASSIGN_OR_RETURN(o.dresidual_out, AsRowsIfDefined(dresidual_out));
+  LYRA_ASSIGN_OR_RETURN(o.weight, ContiguousAs(weight, stat));
+  LYRA_ASSIGN_OR_RETURN(o.rstd, rstd.Contiguous());
+  LYRA_ASSIGN_OR_RETURN(o.out.dx, Tensor::Empty(dy.shape(), dy.dtype(), dy.device()));
+  if (return_dresidual) {
+    LYRA_ASSIGN_OR_RETURN(o.out.dresidual, Tensor::Empty(dy.shape(), stat, dy.device()));
+  }
+  LYRA_ASSIGN_OR_RETURN(o.out.dweight, Tensor::Empty({dy.size(-1)}, stat, dy.device()));
+  return o;
+}
+
 }  // namespace lyra::nn::norm_internal

@@ -1,5 +1,6 @@
-// Types and helpers shared by nn/rms_norm.h and nn/layer_norm.h: the results of the fused norm
-// ops, and how a tensor becomes the (rows, H) operand of the norm kernels (cuda/rms_norm.h).
+// Types and helpers shared by nn/rms_norm.h, nn/layer_norm.h and nn/gated_rms_norm.h: the results
+// of the fused norm ops, how a tensor becomes the (rows, H) operand of the norm kernels
+// (cuda/rms_norm.h), the argument checks, and the operand plumbing RMSNorm and LayerNorm share.
 #ifndef LYRA_NN_NORM_COMMON_H_
 #define LYRA_NN_NORM_COMMON_H_
 
@@ -74,6 +75,103 @@ absl::Status CheckNormBackwardInputs(absl::string_view op, const Tensor& dy,
 
 // `v` converted to `dtype` and made contiguous (a no-op when it already is both).
 absl::StatusOr<Tensor> ContiguousAs(const Tensor& v, DType dtype);
+
+// AsRows(t) for a defined `t`; an empty Rows (undefined tensor, no rows) for an undefined one, so
+// that an optional operand's pointer stays null.
+absl::StatusOr<Rows> AsRowsIfDefined(const Tensor& t);
+
+// InvalidArgument "<op>: x and weight must be defined" unless both are: the check every
+// autograd-level norm makes before reaching the tensor level.
+absl::Status CheckInputAndWeightDefined(absl::string_view op, const autograd::Variable& x,
+                                        const autograd::Variable& weight);
+
+// v.data(), or an undefined Tensor for an undefined (optional) Variable.
+Tensor DataOrUndefined(const autograd::Variable& v);
+
+// --- What RmsNormForward / LayerNormForward (and their backwards) share ------------------------
+// Both kernels take the same operands under the same field names (cuda/rms_norm.h,
+// cuda/layer_norm.h); LayerNorm adds mean and bias, which its wrapper sets itself.
+
+// The forward's operands as rows, the weight in StatDType(x), and the allocated outputs: y (x's
+// shape and dtype), residual_out (StatDType, only if `return_residual_out`), rstd and, if
+// `with_mean`, mean ([rows] StatDType).
+struct ResidualNormForwardOperands {
+  Rows x;
+  Rows residual;  // empty without a residual
+  Tensor weight;
+  functional::NormForwardResult out;
+};
+absl::StatusOr<ResidualNormForwardOperands> PrepareResidualNormForward(const Tensor& x,
+                                                                       const Tensor& residual,
+                                                                       const Tensor& weight,
+                                                                       bool return_residual_out,
+                                                                       bool with_mean);
+
+// Points the fields RmsNormForwardParams and LayerNormForwardParams share at `o`.
+template <typename Params>
+void SetResidualNormForwardParams(const ResidualNormForwardOperands& o, DType dtype, double eps,
+                                  Params& p) {
+  p.dtype = dtype;
+  p.rows = o.x.rows;
+  p.hidden = o.out.y.size(-1);
+  p.eps = eps;
+  p.x = o.x.tensor.data();
+  p.x_stride = o.x.stride;
+  if (o.residual.tensor.defined()) {
+    p.residual = o.residual.tensor.data();
+    p.residual_stride = o.residual.stride;
+  }
+  p.weight = o.weight.data();
+  p.y = o.out.y.data();
+  p.y_stride = p.hidden;
+  if (o.out.residual_out.defined()) {
+    p.residual_out = o.out.residual_out.data();
+    p.residual_out_stride = p.hidden;
+  }
+  p.rstd = o.out.rstd.data();
+}
+
+// The backward's operands as rows (h converted to StatDType(dy) first), the weight in StatDType,
+// rstd made contiguous, and the allocated gradients: out.dx (dy's shape and dtype),
+// out.dresidual (StatDType, only if `return_dresidual`) and out.dweight ([H] StatDType: the
+// caller converts it to the weight's dtype once the kernel ran).
+struct ResidualNormBackwardOperands {
+  Rows dy;
+  Rows dresidual_out;  // empty without one
+  Rows h;
+  Tensor weight;
+  Tensor rstd;
+  functional::NormGradients out;
+};
+absl::StatusOr<ResidualNormBackwardOperands> PrepareResidualNormBackward(
+    const Tensor& dy, const Tensor& dresidual_out, const Tensor& h, const Tensor& weight,
+    const Tensor& rstd, bool return_dresidual);
+
+// Points the fields RmsNormBackwardParams and LayerNormBackwardParams share at `o`.
+template <typename Params>
+void SetResidualNormBackwardParams(const ResidualNormBackwardOperands& o, DType dtype,
+                                   Params& p) {
+  p.dtype = dtype;
+  p.rows = o.dy.rows;
+  p.hidden = o.out.dx.size(-1);
+  p.dy = o.dy.tensor.data();
+  p.dy_stride = o.dy.stride;
+  if (o.dresidual_out.tensor.defined()) {
+    p.dresidual_out = o.dresidual_out.tensor.data();
+    p.dresidual_out_stride = o.dresidual_out.stride;
+  }
+  p.h = o.h.tensor.data();
+  p.h_stride = o.h.stride;
+  p.weight = o.weight.data();
+  p.rstd = o.rstd.data();
+  p.dx = o.out.dx.data();
+  p.dx_stride = p.hidden;
+  if (o.out.dresidual.defined()) {
+    p.dresidual = o.out.dresidual.data();
+    p.dresidual_stride = p.hidden;
+  }
+  p.dweight = o.out.dweight.data();
+}
 
 }  // namespace lyra::nn::norm_internal
 

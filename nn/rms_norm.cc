@@ -12,10 +12,14 @@
 namespace lyra::nn {
 
 using autograd::Variable;
-using norm_internal::AsRows;
-using norm_internal::ContiguousAs;
-using norm_internal::Rows;
-using norm_internal::StatDType;
+using norm_internal::CheckInputAndWeightDefined;
+using norm_internal::DataOrUndefined;
+using norm_internal::PrepareResidualNormBackward;
+using norm_internal::PrepareResidualNormForward;
+using norm_internal::ResidualNormBackwardOperands;
+using norm_internal::ResidualNormForwardOperands;
+using norm_internal::SetResidualNormBackwardParams;
+using norm_internal::SetResidualNormForwardParams;
 
 namespace functional {
 
@@ -24,43 +28,14 @@ absl::StatusOr<NormForwardResult> RmsNormForward(const Tensor& x, const Tensor& 
                                                  bool return_residual_out) {
   LYRA_RETURN_IF_ERROR(
       norm_internal::CheckNormForwardInputs("RmsNorm", x, residual, weight, Tensor()));
-  const DType stat = StatDType(x.dtype());
-  LYRA_ASSIGN_OR_RETURN(Rows xr, AsRows(x));
-  Rows rr;
-  if (residual.defined()) {
-    LYRA_ASSIGN_OR_RETURN(rr, AsRows(residual));
-  }
-  LYRA_ASSIGN_OR_RETURN(Tensor w, ContiguousAs(weight, stat));
-
-  NormForwardResult out;
-  LYRA_ASSIGN_OR_RETURN(out.y, Tensor::Empty(x.shape(), x.dtype(), x.device()));
-  if (return_residual_out) {
-    LYRA_ASSIGN_OR_RETURN(out.residual_out, Tensor::Empty(x.shape(), stat, x.device()));
-  }
-  LYRA_ASSIGN_OR_RETURN(out.rstd, Tensor::Empty({xr.rows}, stat, x.device()));
-
+  LYRA_ASSIGN_OR_RETURN(ResidualNormForwardOperands o,
+                        PrepareResidualNormForward(x, residual, weight, return_residual_out,
+                                                   /*with_mean=*/false));
   cuda::RmsNormForwardParams p;
-  p.dtype = x.dtype();
-  p.rows = xr.rows;
-  p.hidden = x.size(-1);
-  p.eps = eps;
-  p.x = xr.tensor.data();
-  p.x_stride = xr.stride;
-  if (residual.defined()) {
-    p.residual = rr.tensor.data();
-    p.residual_stride = rr.stride;
-  }
-  p.weight = w.data();
-  p.y = out.y.data();
-  p.y_stride = p.hidden;
-  if (return_residual_out) {
-    p.residual_out = out.residual_out.data();
-    p.residual_out_stride = p.hidden;
-  }
-  p.rstd = out.rstd.data();
+  SetResidualNormForwardParams(o, x.dtype(), eps, p);
   LYRA_RETURN_IF_ERROR(internal::RunKernel(x.device(), p, cuda::RmsNormForwardReference,
                                            cuda::RmsNormForwardCuda));
-  return out;
+  return std::move(o.out);
 }
 
 absl::StatusOr<NormGradients> RmsNormBackward(const Tensor& dy, const Tensor& dresidual_out,
@@ -69,62 +44,19 @@ absl::StatusOr<NormGradients> RmsNormBackward(const Tensor& dy, const Tensor& dr
   LYRA_RETURN_IF_ERROR(norm_internal::CheckNormBackwardInputs("RmsNormBackward", dy,
                                                               dresidual_out, h, weight,
                                                               Tensor(), rstd));
-  const DType stat = StatDType(dy.dtype());
-  LYRA_ASSIGN_OR_RETURN(Rows dyr, AsRows(dy));
-  Tensor h_stat = h;
-  if (h.dtype() != stat) {
-    LYRA_ASSIGN_OR_RETURN(h_stat, h.To(stat));
-  }
-  LYRA_ASSIGN_OR_RETURN(Rows hr, AsRows(h_stat));
-  Rows dro;
-  if (dresidual_out.defined()) {
-    LYRA_ASSIGN_OR_RETURN(dro, AsRows(dresidual_out));
-  }
-  LYRA_ASSIGN_OR_RETURN(Tensor w, ContiguousAs(weight, stat));
-  LYRA_ASSIGN_OR_RETURN(Tensor rstd_c, rstd.Contiguous());
-
-  NormGradients out;
-  const int64_t hidden = dy.size(-1);
-  LYRA_ASSIGN_OR_RETURN(out.dx, Tensor::Empty(dy.shape(), dy.dtype(), dy.device()));
-  if (return_dresidual) {
-    LYRA_ASSIGN_OR_RETURN(out.dresidual, Tensor::Empty(dy.shape(), stat, dy.device()));
-  }
-  LYRA_ASSIGN_OR_RETURN(Tensor dweight, Tensor::Empty({hidden}, stat, dy.device()));
-
+  LYRA_ASSIGN_OR_RETURN(ResidualNormBackwardOperands o,
+                        PrepareResidualNormBackward(dy, dresidual_out, h, weight, rstd,
+                                                    return_dresidual));
   cuda::RmsNormBackwardParams p;
-  p.dtype = dy.dtype();
-  p.rows = dyr.rows;
-  p.hidden = hidden;
-  p.dy = dyr.tensor.data();
-  p.dy_stride = dyr.stride;
-  if (dresidual_out.defined()) {
-    p.dresidual_out = dro.tensor.data();
-    p.dresidual_out_stride = dro.stride;
-  }
-  p.h = hr.tensor.data();
-  p.h_stride = hr.stride;
-  p.weight = w.data();
-  p.rstd = rstd_c.data();
-  p.dx = out.dx.data();
-  p.dx_stride = hidden;
-  if (return_dresidual) {
-    p.dresidual = out.dresidual.data();
-    p.dresidual_stride = hidden;
-  }
-  p.dweight = dweight.data();
+  SetResidualNormBackwardParams(o, dy.dtype(), p);
   LYRA_RETURN_IF_ERROR(internal::RunKernel(dy.device(), p, cuda::RmsNormBackwardReference,
                                            cuda::RmsNormBackwardCuda));
-  if (weight.dtype() != stat) {
-    LYRA_ASSIGN_OR_RETURN(dweight, dweight.To(weight.dtype()));
-  }
-  out.dweight = std::move(dweight);
-  return out;
+  LYRA_ASSIGN_OR_RETURN(o.out.dweight, o.out.dweight.To(weight.dtype()));
+  return std::move(o.out);
 }
 
 absl::StatusOr<Variable> RmsNorm(const Variable& x, const Variable& weight, double eps) {
-  if (!x.defined() || !weight.defined()) {
-    return absl::InvalidArgumentError("RmsNorm: x and weight must be defined");
-  }
+  LYRA_RETURN_IF_ERROR(CheckInputAndWeightDefined("RmsNorm", x, weight));
   LYRA_ASSIGN_OR_RETURN(NormForwardResult f,
                         RmsNormForward(x.data(), Tensor(), weight.data(), eps, false));
   const Tensor h = x.data(), w = weight.data(), rstd = f.rstd;
@@ -138,12 +70,9 @@ absl::StatusOr<Variable> RmsNorm(const Variable& x, const Variable& weight, doub
 
 absl::StatusOr<ResidualNormResult> RmsNormWithResidual(const Variable& x, const Variable& residual,
                                                        const Variable& weight, double eps) {
-  if (!x.defined() || !weight.defined()) {
-    return absl::InvalidArgumentError("RmsNormWithResidual: x and weight must be defined");
-  }
-  const Tensor residual_data = residual.defined() ? residual.data() : Tensor();
-  LYRA_ASSIGN_OR_RETURN(NormForwardResult f,
-                        RmsNormForward(x.data(), residual_data, weight.data(), eps, true));
+  LYRA_RETURN_IF_ERROR(CheckInputAndWeightDefined("RmsNormWithResidual", x, weight));
+  LYRA_ASSIGN_OR_RETURN(NormForwardResult f, RmsNormForward(x.data(), DataOrUndefined(residual),
+                                                            weight.data(), eps, true));
   const Tensor h = f.residual_out, w = weight.data(), rstd = f.rstd;
   const bool has_residual = residual.defined();
   LYRA_ASSIGN_OR_RETURN(

@@ -16,6 +16,7 @@
 #include "autograd/ops.h"
 #include "cuda/gated_rms_norm.h"
 #include "cuda/rms_norm.h"
+#include "tests/nn/norm_test_util.h"
 #include "tests/testing/testing.h"
 
 namespace lyra::nn {
@@ -29,14 +30,15 @@ using ::lyra::testing::DefaultTolerance;
 using ::lyra::testing::RandomTensor;
 using ::lyra::testing::Tolerance;
 
-constexpr double kEps = 1e-5;
-constexpr Device kGpu = Device::Cuda(0);
-
-Tensor Rand(const Shape& shape, DType dtype, uint64_t seed, double lo = -1, double hi = 1) {
-  return RandomTensor(shape, dtype, seed, lo, hi).value();
-}
-
-std::vector<double> Doubles(const Tensor& t) { return t.ToDoubles().value(); }
+using norm_testing::Doubles;
+using norm_testing::GradTolerance;
+using norm_testing::kEps;
+using norm_testing::kGpu;
+using norm_testing::OnCpu;
+using norm_testing::OnGpu;
+using norm_testing::OutputTolerance;
+using norm_testing::Rand;
+using norm_testing::WeightGradTolerance;
 
 // (H, S) pairs: one group, several, odd sizes, a group of one channel.
 struct Sizes {
@@ -385,21 +387,6 @@ TEST(GatedRmsNormTest, Errors) {
 
 // --- CUDA vs CPU --------------------------------------------------------------------------------
 
-// CUDA sums in f32 where the reference sums in f64: outputs rounded to T may differ by one ulp of
-// T; dweight (a sum over rows) by the order of a long f32 sum.
-Tolerance OutputTolerance(DType dtype) {
-  return dtype == DType::kF32 ? Tolerance{1e-5, 1e-5} : DefaultTolerance(dtype);
-}
-Tolerance GradTolerance(DType dtype) {
-  return dtype == DType::kF32 ? Tolerance{1e-4, 1e-4} : DefaultTolerance(dtype);
-}
-Tolerance WeightGradTolerance(DType dtype) {
-  return dtype == DType::kF32 ? Tolerance{2e-3, 1e-3} : Tolerance{2e-2, 2e-3};
-}
-
-Tensor OnCpu(const Tensor& t) { return t.To(Device::Cpu()).value(); }
-Tensor OnGpu(const Tensor& t) { return t.defined() ? t.To(kGpu).value() : Tensor(); }
-
 void CompareCudaToCpu(DType dtype, int64_t rows, int64_t H, int64_t S, bool gated) {
   SCOPED_TRACE(absl::StrCat(DTypeName(dtype), " rows=", rows, " H=", H, " S=", S,
                             gated ? " gated" : ""));
@@ -418,7 +405,9 @@ void CompareCudaToCpu(DType dtype, int64_t rows, int64_t H, int64_t S, bool gate
   ASSERT_OK_AND_ASSIGN(auto got, functional::GatedRmsNormBackward(
                                      OnGpu(dy), OnGpu(x), OnGpu(z), OnGpu(w), OnGpu(cpu.rstd), S));
   EXPECT_TRUE(AllClose(OnCpu(got.dx), want.dx, GradTolerance(dtype)));
-  if (gated) EXPECT_TRUE(AllClose(OnCpu(got.dz), want.dz, GradTolerance(dtype)));
+  if (gated) {
+    EXPECT_TRUE(AllClose(OnCpu(got.dz), want.dz, GradTolerance(dtype)));
+  }
   EXPECT_TRUE(AllClose(OnCpu(got.dweight), want.dweight, WeightGradTolerance(dtype)));
 }
 

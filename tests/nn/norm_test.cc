@@ -13,6 +13,7 @@
 #include "cuda/rms_norm.h"
 #include "nn/layer_norm.h"
 #include "nn/rms_norm.h"
+#include "tests/nn/norm_test_util.h"
 #include "tests/testing/testing.h"
 
 namespace lyra::nn {
@@ -23,17 +24,17 @@ using autograd::GradCheckResult;
 using autograd::Variable;
 using ::lyra::testing::AllClose;
 using ::lyra::testing::DefaultTolerance;
-using ::lyra::testing::RandomTensor;
 using ::lyra::testing::Tolerance;
 
-constexpr double kEps = 1e-5;
-constexpr Device kGpu = Device::Cuda(0);
-
-Tensor Rand(const Shape& shape, DType dtype, uint64_t seed, double lo = -1, double hi = 1) {
-  return RandomTensor(shape, dtype, seed, lo, hi).value();
-}
-
-std::vector<double> Doubles(const Tensor& t) { return t.ToDoubles().value(); }
+using norm_testing::Doubles;
+using norm_testing::GradTolerance;
+using norm_testing::kEps;
+using norm_testing::kGpu;
+using norm_testing::OnCpu;
+using norm_testing::OnGpu;
+using norm_testing::OutputTolerance;
+using norm_testing::Rand;
+using norm_testing::WeightGradTolerance;
 
 // --- Naive f64 references ---------------------------------------------------------------------
 
@@ -435,21 +436,6 @@ TEST(NormTest, Errors) {
 
 // --- CUDA vs CPU ------------------------------------------------------------------------------
 
-// Tolerances of CUDA vs CPU, both computing in f32: outputs rounded to T may differ by one ulp
-// of T; gradients summed over rows (dweight) differ by the order of a long f32 sum.
-Tolerance OutputTolerance(DType dtype) {
-  return dtype == DType::kF32 ? Tolerance{1e-5, 1e-5} : DefaultTolerance(dtype);
-}
-Tolerance GradTolerance(DType dtype) {
-  return dtype == DType::kF32 ? Tolerance{1e-4, 1e-4} : DefaultTolerance(dtype);
-}
-Tolerance WeightGradTolerance(DType dtype) {
-  return dtype == DType::kF32 ? Tolerance{2e-3, 1e-3} : Tolerance{2e-2, 2e-3};
-}
-
-Tensor OnCpu(const Tensor& t) { return t.To(Device::Cpu()).value(); }
-Tensor OnGpu(const Tensor& t) { return t.To(kGpu).value(); }
-
 void CompareCudaToCpu(bool layer, DType dtype, int64_t rows, int64_t H, bool with_residual) {
   SCOPED_TRACE(absl::StrCat(layer ? "LayerNorm " : "RmsNorm ", DTypeName(dtype), " rows=", rows,
                             " H=", H, with_residual ? " +residual" : ""));
@@ -464,12 +450,13 @@ void CompareCudaToCpu(bool layer, DType dtype, int64_t rows, int64_t H, bool wit
   };
   ASSERT_OK_AND_ASSIGN(functional::NormForwardResult cpu, forward(x, res, w, b));
   ASSERT_OK_AND_ASSIGN(functional::NormForwardResult gpu,
-                       forward(OnGpu(x), res.defined() ? OnGpu(res) : Tensor(), OnGpu(w),
-                               b.defined() ? OnGpu(b) : Tensor()));
+                       forward(OnGpu(x), OnGpu(res), OnGpu(w), OnGpu(b)));
   EXPECT_TRUE(AllClose(OnCpu(gpu.y), cpu.y, OutputTolerance(dtype)));
   EXPECT_TRUE(AllClose(OnCpu(gpu.residual_out), cpu.residual_out, Tolerance{0, 0}));
   EXPECT_TRUE(AllClose(OnCpu(gpu.rstd), cpu.rstd, Tolerance{1e-5, 1e-5}));
-  if (layer) EXPECT_TRUE(AllClose(OnCpu(gpu.mean), cpu.mean, Tolerance{1e-5, 1e-5}));
+  if (layer) {
+    EXPECT_TRUE(AllClose(OnCpu(gpu.mean), cpu.mean, Tolerance{1e-5, 1e-5}));
+  }
 
   // The backward from the CPU forward's statistics on both devices.
   const Tensor dy = Rand({rows, H}, dtype, seed + 4);
@@ -483,21 +470,21 @@ void CompareCudaToCpu(bool layer, DType dtype, int64_t rows, int64_t H, bool wit
                        backward(dy, dres_out, cpu.residual_out, w, cpu.mean, cpu.rstd, b));
   ASSERT_OK_AND_ASSIGN(
       functional::NormGradients got,
-      backward(OnGpu(dy), OnGpu(dres_out), OnGpu(cpu.residual_out), OnGpu(w),
-               layer ? OnGpu(cpu.mean) : Tensor(), OnGpu(cpu.rstd),
-               b.defined() ? OnGpu(b) : Tensor()));
+      backward(OnGpu(dy), OnGpu(dres_out), OnGpu(cpu.residual_out), OnGpu(w), OnGpu(cpu.mean),
+               OnGpu(cpu.rstd), OnGpu(b)));
   EXPECT_TRUE(AllClose(OnCpu(got.dx), want.dx, GradTolerance(dtype)));
   if (with_residual) {
     EXPECT_TRUE(AllClose(OnCpu(got.dresidual), want.dresidual, Tolerance{1e-4, 1e-4}));
   }
   EXPECT_TRUE(AllClose(OnCpu(got.dweight), want.dweight, WeightGradTolerance(dtype)));
-  if (layer) EXPECT_TRUE(AllClose(OnCpu(got.dbias), want.dbias, WeightGradTolerance(dtype)));
+  if (layer) {
+    EXPECT_TRUE(AllClose(OnCpu(got.dbias), want.dbias, WeightGradTolerance(dtype)));
+  }
 
   // No dresidual_out, and h = x (the forward without a residual): x is converted to f32 first.
   ASSERT_OK_AND_ASSIGN(want, backward(dy, Tensor(), x, w, cpu.mean, cpu.rstd, b));
-  ASSERT_OK_AND_ASSIGN(got, backward(OnGpu(dy), Tensor(), OnGpu(x), OnGpu(w),
-                                     layer ? OnGpu(cpu.mean) : Tensor(), OnGpu(cpu.rstd),
-                                     b.defined() ? OnGpu(b) : Tensor()));
+  ASSERT_OK_AND_ASSIGN(got, backward(OnGpu(dy), Tensor(), OnGpu(x), OnGpu(w), OnGpu(cpu.mean),
+                                     OnGpu(cpu.rstd), OnGpu(b)));
   EXPECT_TRUE(AllClose(OnCpu(got.dx), want.dx, GradTolerance(dtype)));
   EXPECT_TRUE(AllClose(OnCpu(got.dweight), want.dweight, WeightGradTolerance(dtype)));
 }
