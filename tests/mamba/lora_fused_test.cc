@@ -25,6 +25,7 @@
 #include "tensor/elementwise.h"
 #include "tensor/random.h"
 #include "tests/testing/testing.h"
+#include "tests/testing/tiny_mamba.h"
 
 namespace lyra::mamba {
 namespace {
@@ -438,57 +439,19 @@ TEST(LoraFusedTest, CudaMatchesCpu) {
 
 // --- the model: every target of the Mamba-1 and Mamba-2 fused paths -------------------------------------
 
-MambaConfig TinyConfig(bool tie) {
-  MambaConfig c;
-  c.vocab_size = 16;
-  c.hidden_size = 8;
-  c.state_size = 4;
-  c.num_hidden_layers = 2;
-  c.expand = 2;
-  c.intermediate_size = 16;
-  c.conv_kernel = 4;
-  c.use_bias = !tie;
-  c.use_conv_bias = true;
-  c.time_step_rank = 2;
-  c.tie_word_embeddings = tie;
-  return c;
-}
-
-// H = 4 heads of P = 4 in G = 2 groups, N = 4, K = 4, chunk 16 (mamba2_model_test's shape).
-MambaConfig TinyConfig2(bool tie) {
-  MambaConfig c;
-  c.version = 2;
-  c.vocab_size = 24;
-  c.hidden_size = 8;
-  c.expand = 2;
-  c.intermediate_size = 16;
-  c.num_heads = 4;
-  c.head_dim = 4;
-  c.n_groups = 2;
-  c.state_size = 4;
-  c.chunk_size = 16;
-  c.num_hidden_layers = 2;
-  c.conv_kernel = 4;
-  c.use_bias = !tie;
-  c.use_conv_bias = true;
-  c.tie_word_embeddings = tie;
-  c.norm_group_size = 16;
-  c.norm_epsilon = 1e-5;
-  return c;
-}
-
-// A tiny Mamba-1 (or Mamba-2) model with the "all" preset (in_proj, x_proj, dt_proj, out_proj,
-// embeddings; Mamba-2: in_proj, out_proj, embeddings) injected
-// and every factor moved to random non-zero values (PEFT initialises B, or an embedding's A,
-// to zero), in `dtype` on `device`.
+// A tiny Mamba-1 (or Mamba-2) model (tests/testing/tiny_mamba.h; in/out_proj biases when
+// untied) with the "all" preset (in_proj, x_proj, dt_proj, out_proj, embeddings; Mamba-2:
+// in_proj, out_proj, embeddings) injected and every factor moved to random non-zero values
+// (PEFT initialises B, or an embedding's A, to zero), in `dtype` on `device`.
 absl::StatusOr<std::unique_ptr<MambaForCausalLM>> AdaptedModel(DType dtype, Device device,
                                                                 bool tie = true,
                                                                 int version = 1) {
   Generator gen(3);
   LYRA_ASSIGN_OR_RETURN(
       std::unique_ptr<MambaForCausalLM> model,
-      MambaForCausalLM::Create(version == 1 ? TinyConfig(tie) : TinyConfig2(tie), gen,
-                               DType::kF32));
+      MambaForCausalLM::Create(version == 1 ? ::lyra::testing::TinyMamba1Config(tie, !tie)
+                                            : ::lyra::testing::TinyMamba2Config(tie, !tie),
+                               gen, DType::kF32));
   // dt_proj's bias as initialised gives dt in [0.001, 0.1], where the output barely depends on
   // delta; dt ~ softplus(U(-0.5, 0.5)) makes the dt_proj adapter's effect clearly measurable.
   for (auto& [name, p] : model->NamedParameters()) {

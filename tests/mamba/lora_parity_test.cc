@@ -28,15 +28,15 @@
 #include "tensor/random.h"
 #include "tensor/safetensors.h"
 #include "tensor/tensor.h"
+#include "tests/fixtures/fixture_files.h"
 #include "tests/fixtures/lora/lora_fixtures.h"
-#include "tests/fixtures/mamba/mamba_fixtures.h"
 #include "tests/testing/testing.h"
 
 namespace lyra::mamba {
 namespace {
 
 using autograd::Variable;
-using ::lyra::testing::LoraExpected;
+using ::lyra::testing::FixtureExpected;
 using ::lyra::testing::NormwiseClose;
 
 // What one Lyra run gives: logits, loss and d loss / d adapter tensor by PEFT key.
@@ -74,7 +74,7 @@ absl::StatusOr<AdapterRun> RunWithAdapter(const std::string& dir, const Tensor& 
 void ExpectMatchesPeft(const std::string& name, DType dtype, double tol) {
   SCOPED_TRACE(name + " " + std::string(DTypeName(dtype)));
   ASSERT_OK_AND_ASSIGN(std::string dir, ::lyra::testing::LoraFixtureDir(name));
-  ASSERT_OK_AND_ASSIGN(LoraExpected expected, ::lyra::testing::ReadLoraExpected(dir));
+  ASSERT_OK_AND_ASSIGN(FixtureExpected expected, ::lyra::testing::ReadFixtureExpected(dir));
   ASSERT_OK_AND_ASSIGN(AdapterRun run,
                        RunWithAdapter(dir, expected.input_ids, dtype, Device::Cpu()));
   const ::testing::AssertionResult logits =
@@ -117,7 +117,7 @@ TEST(LoraParityTest, CudaMatchesCpuF32) {
   for (const std::string& name : ::lyra::testing::LoraFixtureCases()) {
     SCOPED_TRACE(name);
     ASSERT_OK_AND_ASSIGN(std::string dir, ::lyra::testing::LoraFixtureDir(name));
-    ASSERT_OK_AND_ASSIGN(LoraExpected expected, ::lyra::testing::ReadLoraExpected(dir));
+    ASSERT_OK_AND_ASSIGN(FixtureExpected expected, ::lyra::testing::ReadFixtureExpected(dir));
     ASSERT_OK_AND_ASSIGN(AdapterRun cpu,
                          RunWithAdapter(dir, expected.input_ids, DType::kF32, Device::Cpu()));
     ASSERT_OK_AND_ASSIGN(AdapterRun gpu,

@@ -27,6 +27,7 @@
 #include "tensor/elementwise.h"
 #include "tensor/tensor.h"
 #include "tests/testing/testing.h"
+#include "tests/testing/tiny_mamba.h"
 
 namespace lyra::mamba {
 namespace {
@@ -34,32 +35,10 @@ namespace {
 namespace fs = std::filesystem;
 using autograd::Variable;
 using ::lyra::testing::AllClose;
+using ::lyra::testing::TinyMamba2Config;
 using ::lyra::testing::Tolerance;
 
 constexpr Tolerance kF64Tight = {1e-12, 1e-10};
-
-// H = 4 heads of P = 4 in G = 2 groups, N = 4, K = 4, chunk 16.
-MambaConfig Tiny(bool tie = true, bool use_bias = false) {
-  MambaConfig c;
-  c.version = 2;
-  c.vocab_size = 24;
-  c.hidden_size = 8;
-  c.expand = 2;
-  c.intermediate_size = 16;
-  c.num_heads = 4;
-  c.head_dim = 4;
-  c.n_groups = 2;
-  c.state_size = 4;
-  c.chunk_size = 16;
-  c.num_hidden_layers = 2;
-  c.conv_kernel = 4;
-  c.use_bias = use_bias;
-  c.use_conv_bias = true;
-  c.tie_word_embeddings = tie;
-  c.norm_group_size = 16;
-  c.norm_epsilon = 1e-5;
-  return c;
-}
 
 absl::StatusOr<std::unique_ptr<MambaForCausalLM>> TinyModel(const MambaConfig& c, DType dtype,
                                                             uint64_t seed = 3) {
@@ -67,13 +46,7 @@ absl::StatusOr<std::unique_ptr<MambaForCausalLM>> TinyModel(const MambaConfig& c
   LYRA_ASSIGN_OR_RETURN(auto model, MambaForCausalLM::Create(c, gen, dtype));
   // Move every parameter off its constant initial value (ones, log(h + 1), zeros) so that each
   // of them shapes the output.
-  uint64_t s = 100;
-  for (auto& [name, p] : model->NamedParameters()) {
-    LYRA_ASSIGN_OR_RETURN(Tensor noise, ::lyra::testing::RandomTensor(p.shape(), dtype, s++,
-                                                                       -0.2, 0.2));
-    LYRA_ASSIGN_OR_RETURN(Tensor sum, Add(p.data(), noise));
-    LYRA_RETURN_IF_ERROR(p.data().CopyFrom(sum));
-  }
+  LYRA_RETURN_IF_ERROR(::lyra::testing::PerturbParameters(*model, /*first_seed=*/100, 0.2));
   model->Eval();
   return model;
 }
@@ -216,7 +189,7 @@ TEST(Mamba2ConfigTest, ErrorsNameTheKey) {
 }
 
 TEST(Mamba2ConfigTest, ToHfJsonRoundTripsIncludingInfinity) {
-  MambaConfig c = Tiny(/*tie=*/false, /*use_bias=*/true);
+  MambaConfig c = TinyMamba2Config(/*tie=*/false, /*use_bias=*/true);
   c.norm_epsilon = c.layer_norm_epsilon;
   const std::string json = c.ToHfJson();
   EXPECT_NE(json.find("\"model_type\": \"mamba2\""), std::string::npos) << json;
@@ -242,7 +215,8 @@ TEST(Mamba2ConfigTest, ToHfJsonRoundTripsIncludingInfinity) {
 // --- model structure -------------------------------------------------------------------------
 
 TEST(Mamba2ModelTest, ParameterNamesAndShapesAreTransformers) {
-  ASSERT_OK_AND_ASSIGN(auto model, TinyModel(Tiny(/*tie=*/false, /*use_bias=*/true), DType::kF32));
+  ASSERT_OK_AND_ASSIGN(auto model,
+                       TinyModel(TinyMamba2Config(/*tie=*/false, /*use_bias=*/true), DType::kF32));
   std::vector<std::pair<std::string, Shape>> want = {
       {"backbone.embeddings.weight", {24, 8}},
       {"backbone.layers.0.norm.weight", {8}},
@@ -269,7 +243,7 @@ TEST(Mamba2ModelTest, ParameterNamesAndShapesAreTransformers) {
 }
 
 TEST(Mamba2ModelTest, CacheZerosHasMamba2Shapes) {
-  ASSERT_OK_AND_ASSIGN(MambaCache cache, MambaCache::Zeros(Tiny(), 3, DType::kF64));
+  ASSERT_OK_AND_ASSIGN(MambaCache cache, MambaCache::Zeros(TinyMamba2Config(), 3, DType::kF64));
   ASSERT_EQ(cache.num_layers(), 2);
   EXPECT_EQ(cache.layer(0).conv_state.shape(), Shape({3, 32, 3}));
   EXPECT_EQ(cache.layer(0).ssm_state.shape(), Shape({3, 4, 4, 4}));
@@ -281,7 +255,7 @@ TEST(Mamba2ModelTest, CacheZerosHasMamba2Shapes) {
 // Prefill of the first token, then steps, reproduce the parallel forward's logits; the cache
 // after Prefill of everything equals the cache after prefill + steps. L = 21 > chunk 16.
 TEST(Mamba2ModelTest, StepDecodingEqualsParallelForward) {
-  ASSERT_OK_AND_ASSIGN(auto model, TinyModel(Tiny(), DType::kF64));
+  ASSERT_OK_AND_ASSIGN(auto model, TinyModel(TinyMamba2Config(), DType::kF64));
   const int64_t B = 2, L = 21;
   ASSERT_OK_AND_ASSIGN(Tensor ids, Ids(SomeTokens(B * L, 24), B, L));
   ASSERT_OK_AND_ASSIGN(Variable full, model->Forward(ids));
@@ -311,7 +285,8 @@ TEST(Mamba2ModelTest, StepDecodingEqualsParallelForward) {
 // Prefill(a) then Prefill(b) equals the forward over a ++ b (the SSD continues from the
 // cached state, the conv from the cached inputs); then steps continue.
 TEST(Mamba2ModelTest, ChunkedPrefillAndStepsEqualForwardOnWholeSequence) {
-  ASSERT_OK_AND_ASSIGN(auto model, TinyModel(Tiny(/*tie=*/false, /*use_bias=*/true), DType::kF64));
+  ASSERT_OK_AND_ASSIGN(auto model,
+                       TinyModel(TinyMamba2Config(/*tie=*/false, /*use_bias=*/true), DType::kF64));
   const int64_t B = 2, L = 26;
   ASSERT_OK_AND_ASSIGN(Tensor ids, Ids(SomeTokens(B * L, 24), B, L));
   ASSERT_OK_AND_ASSIGN(Variable full, model->Forward(ids));
@@ -341,7 +316,7 @@ TEST(Mamba2ModelTest, ChunkedPrefillAndStepsEqualForwardOnWholeSequence) {
 
 // The clamp of a finite time_step_limit is applied identically by the step update.
 TEST(Mamba2ModelTest, StepEqualsForwardWithFiniteTimeStepLimit) {
-  MambaConfig c = Tiny();
+  MambaConfig c = TinyMamba2Config();
   c.time_step_limit_min = 0.02;
   c.time_step_limit_max = 0.06;
   ASSERT_OK_AND_ASSIGN(auto model, TinyModel(c, DType::kF64));
@@ -371,7 +346,7 @@ TEST(Mamba2ModelTest, StepEqualsForwardWithFiniteTimeStepLimit) {
 // A row packing two documents with seq_idx equals the documents run on their own (the second
 // document crosses a chunk boundary: 7 + 12 = 19 > 16).
 TEST(Mamba2ModelTest, PackedSeqIdxEqualsSeparateDocuments) {
-  ASSERT_OK_AND_ASSIGN(auto model, TinyModel(Tiny(), DType::kF64));
+  ASSERT_OK_AND_ASSIGN(auto model, TinyModel(TinyMamba2Config(), DType::kF64));
   const std::vector<int64_t> doc_a = SomeTokens(7, 24);
   std::vector<int64_t> doc_b = SomeTokens(12, 23);
   std::vector<int64_t> packed = doc_a;
@@ -396,7 +371,8 @@ TEST(Mamba2ModelTest, PackedSeqIdxEqualsSeparateDocuments) {
 
 // Every parameter receives a gradient from the loss.
 TEST(Mamba2ModelTest, LossReachesEveryParameter) {
-  ASSERT_OK_AND_ASSIGN(auto model, TinyModel(Tiny(/*tie=*/false, /*use_bias=*/true), DType::kF64));
+  ASSERT_OK_AND_ASSIGN(auto model,
+                       TinyModel(TinyMamba2Config(/*tie=*/false, /*use_bias=*/true), DType::kF64));
   model->Train();
   ASSERT_OK_AND_ASSIGN(Tensor ids, Ids(SomeTokens(2 * 9, 24), 2, 9));
   ASSERT_OK_AND_ASSIGN(Variable loss, model->Loss(ids));
@@ -413,7 +389,8 @@ TEST(Mamba2ModelTest, LossReachesEveryParameter) {
 // --- checkpoints -------------------------------------------------------------------------------
 
 TEST(Mamba2CheckpointTest, SaveLoadRoundTripHfLayout) {
-  ASSERT_OK_AND_ASSIGN(auto model, TinyModel(Tiny(/*tie=*/false, /*use_bias=*/true), DType::kF64));
+  ASSERT_OK_AND_ASSIGN(auto model,
+                       TinyModel(TinyMamba2Config(/*tie=*/false, /*use_bias=*/true), DType::kF64));
   const std::string dir = FreshDir("hf");
   ASSERT_OK(SaveMamba(*model, dir));
   ASSERT_OK_AND_ASSIGN(MambaConfig saved, MambaConfig::FromFile(dir + "/config.json"));
@@ -429,7 +406,7 @@ TEST(Mamba2CheckpointTest, LoadsMambaSsmNamesAndConfig) {
   // mamba_ssm's layout: d_model / ssm_cfg "Mamba2" config (vocab 21 padded to 24),
   // "backbone.embedding.weight", the tied lm_head.weight saved too; one group so that the
   // grouped (mamba_ssm) and whole-D (HF) norms agree.
-  MambaConfig c = Tiny();
+  MambaConfig c = TinyMamba2Config();
   c.n_groups = 1;
   c.norm_group_size = 16;
   ASSERT_OK_AND_ASSIGN(auto model, TinyModel(c, DType::kF64));
@@ -461,17 +438,17 @@ TEST(Mamba2CheckpointTest, LoadsMambaSsmNamesAndConfig) {
 }
 
 TEST(Mamba2CheckpointTest, WeightsThatDoNotFitTheConfig) {
-  ASSERT_OK_AND_ASSIGN(auto model, TinyModel(Tiny(), DType::kF32));
+  ASSERT_OK_AND_ASSIGN(auto model, TinyModel(TinyMamba2Config(), DType::kF32));
   const std::string dir = FreshDir("strict");
   ASSERT_OK(SaveMamba(*model, dir));
   // A config with another head count: the in_proj / dt_bias shapes differ.
-  MambaConfig other = Tiny();
+  MambaConfig other = TinyMamba2Config();
   other.num_heads = 2;
   other.head_dim = 8;
   WriteFile(dir + "/config.json", other.ToHfJson());
   EXPECT_STATUS_IS(LoadMamba(dir), absl::StatusCode::kInvalidArgument, "backbone.layers.0.mixer");
   // A missing tensor is named.
-  WriteFile(dir + "/config.json", Tiny().ToHfJson());
+  WriteFile(dir + "/config.json", TinyMamba2Config().ToHfJson());
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (auto& [name, t] : model->StateDict()) {
     if (name != "backbone.layers.1.mixer.A_log") tensors.emplace_back(name, t);

@@ -21,30 +21,15 @@
 #include "tensor/random.h"
 #include "tensor/tensor.h"
 #include "tests/testing/testing.h"
+#include "tests/testing/tiny_mamba.h"
 
 namespace lyra::mamba {
 namespace {
 
 using autograd::Variable;
 using ::lyra::testing::AllClose;
+using ::lyra::testing::TinyMamba1Config;
 using ::lyra::testing::Tolerance;
-
-// M = 8, D = 16, N = 4, R = 2, K = 4, V = 16, 2 layers.
-MambaConfig Tiny(bool tie = true, bool use_bias = false) {
-  MambaConfig c;
-  c.vocab_size = 16;
-  c.hidden_size = 8;
-  c.state_size = 4;
-  c.num_hidden_layers = 2;
-  c.expand = 2;
-  c.intermediate_size = 16;
-  c.conv_kernel = 4;
-  c.use_bias = use_bias;
-  c.use_conv_bias = true;
-  c.time_step_rank = 2;
-  c.tie_word_embeddings = tie;
-  return c;
-}
 
 // A tiny model in f64 whose small parameters are perturbed away from their structured
 // initialisation (zero conv bias, D = 1, ...) so that every term of the math matters.
@@ -53,13 +38,8 @@ absl::StatusOr<std::unique_ptr<MambaForCausalLM>> TinyModel(const MambaConfig& c
   Generator gen(seed);
   LYRA_ASSIGN_OR_RETURN(std::unique_ptr<MambaForCausalLM> model,
                         MambaForCausalLM::Create(c, gen, DType::kF32));
-  uint64_t s = seed * 1000;
-  for (auto& [name, p] : model->NamedParameters()) {
-    LYRA_ASSIGN_OR_RETURN(Tensor noise, ::lyra::testing::RandomTensor(p.shape(), DType::kF32, ++s,
-                                                                      -0.3, 0.3));
-    LYRA_ASSIGN_OR_RETURN(Tensor sum, ::lyra::Add(p.data(), noise));
-    LYRA_RETURN_IF_ERROR(p.data().CopyFrom(sum));
-  }
+  LYRA_RETURN_IF_ERROR(
+      ::lyra::testing::PerturbParameters(*model, /*first_seed=*/seed * 1000 + 1, 0.3));
   LYRA_RETURN_IF_ERROR(model->To(dtype));
   return model;
 }
@@ -188,7 +168,7 @@ const std::vector<int64_t> kIds = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7};  /
 
 TEST(MambaModelTest, ParameterNamesFollowHuggingFace) {
   Generator gen(0);
-  ASSERT_OK_AND_ASSIGN(auto tied, MambaForCausalLM::Create(Tiny(true, true), gen));
+  ASSERT_OK_AND_ASSIGN(auto tied, MambaForCausalLM::Create(TinyMamba1Config(true, true), gen));
   std::map<std::string, Shape> shapes;
   for (auto& [name, t] : tied->StateDict()) shapes[name] = t.shape();
   EXPECT_EQ(shapes["backbone.embeddings.weight"], (Shape{16, 8}));
@@ -208,7 +188,7 @@ TEST(MambaModelTest, ParameterNamesFollowHuggingFace) {
   EXPECT_EQ(shapes.count("lm_head.weight"), 0u);
   EXPECT_EQ(shapes.size(), 2u + 2 * 12u);
 
-  ASSERT_OK_AND_ASSIGN(auto untied, MambaForCausalLM::Create(Tiny(false), gen));
+  ASSERT_OK_AND_ASSIGN(auto untied, MambaForCausalLM::Create(TinyMamba1Config(false), gen));
   std::map<std::string, Shape> s2;
   for (auto& [name, t] : untied->StateDict()) s2[name] = t.shape();
   EXPECT_EQ(s2["lm_head.weight"], (Shape{16, 8}));
@@ -217,7 +197,7 @@ TEST(MambaModelTest, ParameterNamesFollowHuggingFace) {
 
 TEST(MambaModelTest, InitialisationFollowsHuggingFace) {
   Generator gen(0);
-  MambaConfig c = Tiny();
+  MambaConfig c = TinyMamba1Config();
   ASSERT_OK_AND_ASSIGN(auto model, MambaForCausalLM::Create(c, gen));
   auto p = Params(*model);
   const auto& a_log = p["backbone.layers.0.mixer.A_log"];
@@ -241,7 +221,7 @@ TEST(MambaModelTest, ForwardMatchesNaiveHuggingFaceF64) {
   for (bool tie : {true, false}) {
     for (bool bias : {false, true}) {
       SCOPED_TRACE(::testing::Message() << "tie=" << tie << " bias=" << bias);
-      MambaConfig c = Tiny(tie, bias);
+      MambaConfig c = TinyMamba1Config(tie, bias);
       ASSERT_OK_AND_ASSIGN(auto model, TinyModel(c, DType::kF64));
       ASSERT_OK_AND_ASSIGN(Tensor ids, Ids(kIds, 2, 7));
       ASSERT_OK_AND_ASSIGN(Variable logits, model->Forward(ids));
@@ -255,7 +235,7 @@ TEST(MambaModelTest, ForwardMatchesNaiveHuggingFaceF64) {
 }
 
 TEST(MambaModelTest, LossIsHuggingFaceShiftedMeanCrossEntropy) {
-  MambaConfig c = Tiny();
+  MambaConfig c = TinyMamba1Config();
   ASSERT_OK_AND_ASSIGN(auto model, TinyModel(c, DType::kF64));
   ASSERT_OK_AND_ASSIGN(Tensor ids, Ids(kIds, 2, 7));
   ASSERT_OK_AND_ASSIGN(Variable logits, model->Forward(ids));
@@ -292,7 +272,7 @@ TEST(MambaModelTest, LossIsHuggingFaceShiftedMeanCrossEntropy) {
 
 // Logits of every position from steps (starting at zero states) equal the parallel forward.
 TEST(MambaModelTest, StepDecodingEqualsParallelForwardF64) {
-  MambaConfig c = Tiny();
+  MambaConfig c = TinyMamba1Config();
   ASSERT_OK_AND_ASSIGN(auto model, TinyModel(c, DType::kF64));
   ASSERT_OK_AND_ASSIGN(Tensor ids, Ids(kIds, 2, 7));
   ASSERT_OK_AND_ASSIGN(Variable full, model->Forward(ids));
@@ -312,7 +292,7 @@ TEST(MambaModelTest, StepDecodingEqualsParallelForwardF64) {
 
 // Prefill of a prefix, then steps; and two chunked prefills; both equal the full forward.
 TEST(MambaModelTest, PrefillThenStepsEqualsFullForwardF64) {
-  MambaConfig c = Tiny(/*tie=*/false, /*use_bias=*/true);
+  MambaConfig c = TinyMamba1Config(/*tie=*/false, /*use_bias=*/true);
   ASSERT_OK_AND_ASSIGN(auto model, TinyModel(c, DType::kF64));
   ASSERT_OK_AND_ASSIGN(Tensor ids, Ids(kIds, 2, 7));
   ASSERT_OK_AND_ASSIGN(Variable full, model->Forward(ids));
@@ -347,7 +327,7 @@ TEST(MambaModelTest, PrefillThenStepsEqualsFullForwardF64) {
 
 // A row packing two documents with seq_idx equals the documents run on their own.
 TEST(MambaModelTest, PackedSeqIdxEqualsSeparateDocuments) {
-  MambaConfig c = Tiny();
+  MambaConfig c = TinyMamba1Config();
   ASSERT_OK_AND_ASSIGN(auto model, TinyModel(c, DType::kF64));
   const std::vector<int64_t> doc_a = {3, 1, 4}, doc_b = {1, 5, 9, 2, 6};
   std::vector<int64_t> packed = doc_a;
@@ -374,7 +354,7 @@ TEST(MambaModelTest, PackedSeqIdxEqualsSeparateDocuments) {
 
 // Central differences of the whole model's loss w.r.t. elements of several parameters.
 TEST(MambaModelTest, LossGradientMatchesFiniteDifferencesF64) {
-  MambaConfig c = Tiny(/*tie=*/true, /*use_bias=*/true);
+  MambaConfig c = TinyMamba1Config(/*tie=*/true, /*use_bias=*/true);
   ASSERT_OK_AND_ASSIGN(auto model, TinyModel(c, DType::kF64, /*seed=*/7));
   const std::vector<int64_t> v = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3};  // B = 2, L = 5
   ASSERT_OK_AND_ASSIGN(Tensor ids, Ids(v, 2, 5));
@@ -426,7 +406,7 @@ TEST(MambaModelTest, LossGradientMatchesFiniteDifferencesF64) {
 }
 
 TEST(MambaModelTest, AutocastBf16RunsAndIsClose) {
-  MambaConfig c = Tiny();
+  MambaConfig c = TinyMamba1Config();
   ASSERT_OK_AND_ASSIGN(auto model, TinyModel(c, DType::kF32));
   ASSERT_OK_AND_ASSIGN(Tensor ids, Ids(kIds, 2, 7));
   ASSERT_OK_AND_ASSIGN(Variable reference, model->Forward(ids));
@@ -464,7 +444,7 @@ TEST(MambaModelTest, AutocastBf16RunsAndIsClose) {
 }
 
 TEST(MambaModelTest, GenerateIsGreedyArgmaxOfTheForward) {
-  MambaConfig c = Tiny();
+  MambaConfig c = TinyMamba1Config();
   ASSERT_OK_AND_ASSIGN(auto model, TinyModel(c, DType::kF64));
   ASSERT_OK_AND_ASSIGN(Tensor prompt, Ids({3, 1, 4, 1, 5, 9}, 2, 3));
   ASSERT_OK_AND_ASSIGN(Tensor out, model->Generate(prompt, 4));
@@ -493,7 +473,7 @@ TEST(MambaModelTest, GenerateIsGreedyArgmaxOfTheForward) {
 }
 
 TEST(MambaModelTest, Errors) {
-  MambaConfig c = Tiny();
+  MambaConfig c = TinyMamba1Config();
   ASSERT_OK_AND_ASSIGN(auto model, TinyModel(c, DType::kF64));
   ASSERT_OK_AND_ASSIGN(Tensor float_ids, Tensor::Zeros({2, 3}, DType::kF32));
   EXPECT_STATUS_IS(model->Forward(float_ids), absl::StatusCode::kInvalidArgument, "token ids");
@@ -523,7 +503,7 @@ TEST(MambaModelTest, Errors) {
 
 TEST(MambaModelCudaTest, ForwardLossStepMatchCpu) {
   LYRA_REQUIRE_GPU();
-  MambaConfig c = Tiny(/*tie=*/false, /*use_bias=*/true);
+  MambaConfig c = TinyMamba1Config(/*tie=*/false, /*use_bias=*/true);
   c.hidden_size = 64;
   c.intermediate_size = 128;
   c.time_step_rank = AutoTimeStepRank(64);

@@ -33,6 +33,7 @@
 #include "tensor/matmul.h"
 #include "tensor/safetensors.h"
 #include "tests/testing/testing.h"
+#include "tests/testing/tiny_mamba.h"
 
 namespace lyra::nn {
 namespace {
@@ -41,6 +42,7 @@ namespace fs = std::filesystem;
 using ::lyra::testing::AllClose;
 using ::lyra::testing::DefaultTolerance;
 using ::lyra::testing::RandomTensor;
+using ::lyra::testing::TinyMamba2Config;
 using ::lyra::testing::Tolerance;
 
 constexpr Tolerance kF64{1e-12, 1e-12};
@@ -408,18 +410,12 @@ TEST(ModuleAdapterTest, AdapterParametersAndSwapping) {
 
 // --- Injection into a Mamba model -----------------------------------------------------------
 
+// tests/testing/tiny_mamba.h's Mamba-1 with V = 24, R = 1 and `layers` layers.
 mamba::MambaConfig Tiny(bool tie = true, int layers = 2) {
-  mamba::MambaConfig c;
+  mamba::MambaConfig c = ::lyra::testing::TinyMamba1Config(tie, /*use_bias=*/false);
   c.vocab_size = 24;
-  c.hidden_size = 8;
-  c.state_size = 4;
   c.num_hidden_layers = layers;
-  c.expand = 2;
-  c.intermediate_size = 16;
-  c.conv_kernel = 4;
-  c.use_bias = false;
   c.time_step_rank = 1;
-  c.tie_word_embeddings = tie;
   return c;
 }
 
@@ -562,33 +558,11 @@ TEST(InjectLoraTest, PresetsOnMamba1) {
   for (const std::string& p : ra.adapted) EXPECT_NE(p, "lm_head");
 }
 
-mamba::MambaConfig TinyMamba2() {
-  mamba::MambaConfig c;
-  c.version = 2;
-  c.vocab_size = 24;
-  c.hidden_size = 8;
-  c.expand = 2;
-  c.intermediate_size = 16;
-  c.num_heads = 4;
-  c.head_dim = 4;
-  c.n_groups = 2;
-  c.state_size = 4;
-  c.chunk_size = 16;
-  c.num_hidden_layers = 2;
-  c.conv_kernel = 4;
-  c.use_bias = false;
-  c.use_conv_bias = true;
-  c.tie_word_embeddings = true;
-  c.norm_group_size = 16;
-  c.norm_epsilon = 1e-5;
-  return c;
-}
-
 TEST(InjectLoraTest, PresetsOnMamba2ActAndRoundTrip) {
   for (const char* preset : {"sll", "all"}) {
     SCOPED_TRACE(preset);
     Generator gen(1);
-    ASSERT_OK_AND_ASSIGN(auto model, mamba::MambaForCausalLM::Create(TinyMamba2(), gen,
+    ASSERT_OK_AND_ASSIGN(auto model, mamba::MambaForCausalLM::Create(TinyMamba2Config(), gen,
                                                                      DType::kF64));
     model->Eval();
     ASSERT_OK_AND_ASSIGN(LoraConfig c, LoraConfig::Preset(preset, 2));
@@ -613,7 +587,7 @@ TEST(InjectLoraTest, PresetsOnMamba2ActAndRoundTrip) {
     const std::string dir = TempDir(absl::StrCat("mamba2_", preset));
     ASSERT_OK(SaveLoraAdapter(*model, c, dir));
     Generator gen2(1);
-    ASSERT_OK_AND_ASSIGN(auto other, mamba::MambaForCausalLM::Create(TinyMamba2(), gen2,
+    ASSERT_OK_AND_ASSIGN(auto other, mamba::MambaForCausalLM::Create(TinyMamba2Config(), gen2,
                                                                      DType::kF64));
     other->Eval();
     ASSERT_OK(LoadLoraAdapter(*other, dir).status());
