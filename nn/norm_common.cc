@@ -59,6 +59,19 @@ absl::Status CheckStream(absl::string_view op, absl::string_view what, const Ten
   return absl::OkStatus();
 }
 
+// Every tensor of `ts` must be on the device of `ref` (named `ref_name` in the error).
+absl::Status CheckOnDeviceOf(absl::string_view op, absl::string_view ref_name, const Tensor& ref,
+                             const std::vector<const Tensor*>& ts) {
+  for (const Tensor* t : ts) {
+    if (t->device() != ref.device()) {
+      return absl::InvalidArgumentError(absl::StrCat(op, ": ", t->Describe(), " is not on ",
+                                                     ref.device().ToString(), " with ",
+                                                     ref_name));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status CheckNormForwardInputs(absl::string_view op, const Tensor& x, const Tensor& residual,
@@ -74,13 +87,7 @@ absl::Status CheckNormForwardInputs(absl::string_view op, const Tensor& x, const
   std::vector<const Tensor*> all = {&x, &weight};
   if (bias.defined()) all.push_back(&bias);
   if (residual.defined()) all.push_back(&residual);
-  for (const Tensor* t : all) {
-    if (t->device() != x.device()) {
-      return absl::InvalidArgumentError(absl::StrCat(op, ": ", t->Describe(), " is not on ",
-                                                     x.device().ToString(), " with x"));
-    }
-  }
-  return absl::OkStatus();
+  return CheckOnDeviceOf(op, "x", x, all);
 }
 
 absl::Status CheckNormBackwardInputs(absl::string_view op, const Tensor& dy,
@@ -112,13 +119,7 @@ absl::Status CheckNormBackwardInputs(absl::string_view op, const Tensor& dy,
   std::vector<const Tensor*> all = {&h, &weight, &rstd};
   if (dresidual_out.defined()) all.push_back(&dresidual_out);
   if (mean.defined()) all.push_back(&mean);
-  for (const Tensor* t : all) {
-    if (t->device() != dy.device()) {
-      return absl::InvalidArgumentError(absl::StrCat(op, ": ", t->Describe(), " is not on ",
-                                                     dy.device().ToString(), " with dy"));
-    }
-  }
-  return absl::OkStatus();
+  return CheckOnDeviceOf(op, "dy", dy, all);
 }
 
 absl::StatusOr<Tensor> ContiguousAs(const Tensor& v, DType dtype) {

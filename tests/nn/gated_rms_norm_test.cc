@@ -19,26 +19,13 @@
 #include "tests/nn/norm_test_util.h"
 #include "tests/testing/testing.h"
 
-namespace lyra::nn {
+namespace lyra::nn::norm_testing {
 namespace {
 
 using autograd::GradCheck;
 using autograd::GradCheckResult;
 using autograd::Variable;
-using ::lyra::testing::AllClose;
-using ::lyra::testing::DefaultTolerance;
 using ::lyra::testing::RandomTensor;
-using ::lyra::testing::Tolerance;
-
-using norm_testing::Doubles;
-using norm_testing::GradTolerance;
-using norm_testing::kEps;
-using norm_testing::kGpu;
-using norm_testing::OnCpu;
-using norm_testing::OnGpu;
-using norm_testing::OutputTolerance;
-using norm_testing::Rand;
-using norm_testing::WeightGradTolerance;
 
 // (H, S) pairs: one group, several, odd sizes, a group of one channel.
 struct Sizes {
@@ -505,4 +492,4 @@ TEST(GatedRmsNormCudaTest, EmptyRowsZeroTheWeightGradient) {
 }
 
 }  // namespace
-}  // namespace lyra::nn
+}  // namespace lyra::nn::norm_testing

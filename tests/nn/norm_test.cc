@@ -16,25 +16,12 @@
 #include "tests/nn/norm_test_util.h"
 #include "tests/testing/testing.h"
 
-namespace lyra::nn {
+namespace lyra::nn::norm_testing {
 namespace {
 
 using autograd::GradCheck;
 using autograd::GradCheckResult;
 using autograd::Variable;
-using ::lyra::testing::AllClose;
-using ::lyra::testing::DefaultTolerance;
-using ::lyra::testing::Tolerance;
-
-using norm_testing::Doubles;
-using norm_testing::GradTolerance;
-using norm_testing::kEps;
-using norm_testing::kGpu;
-using norm_testing::OnCpu;
-using norm_testing::OnGpu;
-using norm_testing::OutputTolerance;
-using norm_testing::Rand;
-using norm_testing::WeightGradTolerance;
 
 // --- Naive f64 references ---------------------------------------------------------------------
 
@@ -584,4 +571,4 @@ TEST(NormCudaTest, EmptyRowsZeroTheWeightGradient) {
 }
 
 }  // namespace
-}  // namespace lyra::nn
+}  // namespace lyra::nn::norm_testing

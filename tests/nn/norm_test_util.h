@@ -12,7 +12,12 @@
 #include "tensor/tensor.h"
 #include "tests/testing/testing.h"
 
+// The norm tests live in this namespace (inside an anonymous one) and use these names unqualified.
 namespace lyra::nn::norm_testing {
+
+using ::lyra::testing::AllClose;
+using ::lyra::testing::DefaultTolerance;
+using ::lyra::testing::Tolerance;
 
 inline constexpr double kEps = 1e-5;
 inline constexpr Device kGpu = Device::Cuda(0);
@@ -31,17 +36,14 @@ inline Tensor OnGpu(const Tensor& t) { return t.defined() ? t.To(kGpu).value() :
 // CUDA vs the CPU reference. The kernels compute in f32 (the RMSNorm / LayerNorm reference too;
 // the gated reference sums in f64): outputs rounded to T may differ by one ulp of T; gradients
 // summed over rows (dweight, dbias) differ by the order of a long f32 sum.
-inline ::lyra::testing::Tolerance OutputTolerance(DType dtype) {
-  return dtype == DType::kF32 ? ::lyra::testing::Tolerance{1e-5, 1e-5}
-                              : ::lyra::testing::DefaultTolerance(dtype);
+inline Tolerance OutputTolerance(DType dtype) {
+  return dtype == DType::kF32 ? Tolerance{1e-5, 1e-5} : DefaultTolerance(dtype);
 }
-inline ::lyra::testing::Tolerance GradTolerance(DType dtype) {
-  return dtype == DType::kF32 ? ::lyra::testing::Tolerance{1e-4, 1e-4}
-                              : ::lyra::testing::DefaultTolerance(dtype);
+inline Tolerance GradTolerance(DType dtype) {
+  return dtype == DType::kF32 ? Tolerance{1e-4, 1e-4} : DefaultTolerance(dtype);
 }
-inline ::lyra::testing::Tolerance WeightGradTolerance(DType dtype) {
-  return dtype == DType::kF32 ? ::lyra::testing::Tolerance{2e-3, 1e-3}
-                              : ::lyra::testing::Tolerance{2e-2, 2e-3};
+inline Tolerance WeightGradTolerance(DType dtype) {
+  return dtype == DType::kF32 ? Tolerance{2e-3, 1e-3} : Tolerance{2e-2, 2e-3};
 }
 
 }  // namespace lyra::nn::norm_testing
