@@ -25,17 +25,20 @@
 // Measured on an H200 (2026-12-01, --benchmark_min_time=0.1), ms:
 //                          bf16 L=2048 N=64  N=128  N=256 | N=128 L=512  L=8192 | f32 N=128  N=256
 //   forward, 897e443 (sync staging)    0.936  1.48   2.46  |       0.309  5.89   |    2.66   5.78
-//   forward, this version              0.670  0.872  1.31  |       0.242  3.55   |    2.09   4.52
+//   forward, e1fa1e8 (cp.async)        0.670  0.872  1.31  |       0.242  3.55   |    2.09   4.52
+//   + diagonal-tile skip               0.688  0.905  1.37  |       0.253  3.67   |    2.15   4.59
+//   + 3 blocks/SM for P <= 64 (this)   0.589  0.797  1.41  |       0.233  3.21   |    2.15   4.72
 //   forward sequential (v1), bf16 L = 2048 N = 128: 13.2 ms
 //   forward + backward (S3's backward in that day's working tree), bf16 L = 2048 N = 128: 4.10
-// ncu at the reference shape (bf16, L = 2048, N = 128), per kernel, 897e443 -> this version:
+// ncu at the reference shape (bf16, L = 2048, N = 128), per kernel, 897e443 -> e1fa1e8:
 //   chunk states 154 -> 120 us, state passing 378 -> 65 us (the chunk loads batched 8 at a
 //   time instead of one latency per chunk), chunk output 862 -> 680 us (cp.async double-buffered
 //   tiles, no bank-conflicted staging stores, a warp per row in the mask / scale / epilogue
-//   loops). The chunk output kernel is the gap to the 0.45 ms target: 4 warps per scheduler
-//   (128 registers, ~100 KB of shared memory: 2 blocks per SM) at 7.4 cycles per issued
-//   instruction, 20 TFLOP/s of useful tensor work; the next steps are fewer registers / less
-//   shared memory (3-4 blocks per SM) and C Bᵀ computed once per group instead of per head.
+//   loops). The chunk output kernel is the gap to the 0.45 ms target: there it ran 4 warps per
+//   scheduler (128 registers, ~100 KB of shared memory: 2 blocks per SM) at 7.4 cycles per
+//   issued instruction; this version caps it at 85 registers with one tile buffer for P <= 64
+//   (3 blocks per SM, 72 bytes of spills). Next: C Bᵀ computed once per group instead of per
+//   head, fewer shared-memory round trips (the f32 C Bᵀ tile), wgmma.
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 

@@ -272,7 +272,7 @@ absl::Status LaunchStatePassing(const SsdParams& p, float* states, const float* 
 // kFrags: accumulator fragments per warp, enough for the padded P (as above); `stages` as in
 // OutputLayout.
 template <typename T, int kFrags>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kFrags == 2 ? 3 : kFrags == 4 ? 2 : 1)
     SsdChunkOutputKernel(const SsdParams p, const float* states, int stages) {
   using MR = Mma<T, wmma::row_major, wmma::col_major>;  // C Bᵀ and C S_inᵀ
   using MX = Mma<T, wmma::row_major, wmma::row_major>;  // masked (C Bᵀ) X
@@ -343,7 +343,10 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();  // block `it`'s tiles visible
     const E* sb = s_b(it % stages);
     const E* sx = s_x(it % stages);
-    {
+    // On the diagonal block (s0 == l0) the 16 x 16 tiles above the diagonal (column tile j > row
+    // tile rt) are masked out entirely: they are neither computed nor read.
+    const bool diag = s0 == l0;
+    if (!diag || parity <= rt) {
       typename MR::Acc cb[2];
       wmma::fill_fragment(cb[0], 0.f);
       wmma::fill_fragment(cb[1], 0.f);
@@ -353,15 +356,19 @@ __global__ void __launch_bounds__(kThreads)
         MR::LoadA(a, s_c + rt * 16 * lay.pc + k, lay.pc);
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
-          typename MR::B bf;
-          MR::LoadB(bf, sb + (parity + 2 * i) * 16 * lay.pb + k, lay.pb);
-          MR::Step(cb[i], a, bf);
+          if (!diag || parity + 2 * i <= rt) {
+            typename MR::B bf;
+            MR::LoadB(bf, sb + (parity + 2 * i) * 16 * lay.pb + k, lay.pb);
+            MR::Step(cb[i], a, bf);
+          }
         }
       }
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        wmma::store_matrix_sync(s_cb + rt * 16 * lay.pcb + (parity + 2 * i) * 16, cb[i], lay.pcb,
-                                wmma::mem_row_major);
+        if (!diag || parity + 2 * i <= rt) {
+          wmma::store_matrix_sync(s_cb + rt * 16 * lay.pcb + (parity + 2 * i) * 16, cb[i],
+                                  lay.pcb, wmma::mem_row_major);
+        }
       }
     }
     __syncthreads();
@@ -395,8 +402,10 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     __syncthreads();
+    // Row tile rt of M is zero beyond column 16 rt + 15 on the diagonal block.
+    const int k_end = diag ? 16 * (rt + 1) : kTile;
 #pragma unroll 1
-    for (int k = 0; k < kTile; k += kK) {
+    for (int k = 0; k < k_end; k += kK) {
       typename MX::A a;
       MX::LoadA(a, s_m + rt * 16 * lay.pm + k, lay.pm);
 #pragma unroll
@@ -519,7 +528,13 @@ absl::Status SsdForwardTyped(const SsdParams& p, cudaStream_t stream) {
     return 2 * (bytes + 1024) <= static_cast<size_t>(smem_per_sm);
   };
   const int state_stages = two_fit(ssd::StateLayout<T>(Q, N, 2).bytes) ? 2 : 1;
-  const int out_stages = two_fit(ssd::OutputLayout<T>(Q, P, N, 2).bytes) ? 2 : 1;
+  const auto three_fit = [&](size_t bytes) {
+    return 3 * (bytes + 1024) <= static_cast<size_t>(smem_per_sm);
+  };
+  // P <= 64: the output kernel is capped at 85 registers for 3 blocks per SM; one buffer when
+  // that is what lets 3 blocks fit.
+  int out_stages = two_fit(ssd::OutputLayout<T>(Q, P, N, 2).bytes) ? 2 : 1;
+  if (ssd::FragsFor(P) == 2 && three_fit(ssd::OutputLayout<T>(Q, P, N, 1).bytes)) out_stages = 1;
   const ssd::StateLayout<T> state_lay(Q, N, state_stages);
   const ssd::OutputLayout<T> out_lay(Q, P, N, out_stages);
   if (state_lay.bytes > static_cast<size_t>(smem_limit) ||
