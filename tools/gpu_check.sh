@@ -46,10 +46,10 @@ run() {
   grep -E '^BM_|summary|overhead' "$out/benchmarks.log" | cut -c1-220
   echo "== PyTorch in the same run"
   python3 benchmarks/compare/ssd_torch.py > "$out/ssd_torch.log" 2>&1; tail -3 "$out/ssd_torch.log"
-  python3 benchmarks/compare/mamba_layer_torch.py --iters 3 > "$out/mamba_layer_torch.log" 2>&1
+  python3 benchmarks/compare/mamba_layer_torch.py --iters 2 --warmup 1 > "$out/mamba_layer_torch.log" 2>&1
   tail -2 "$out/mamba_layer_torch.log"
   python3 benchmarks/compare/lora_train_step_torch.py --model mamba1 --seq 512 \
-    --modes full sll_lora --warmup 1 --max-seconds 60 > "$out/lora_torch.log" 2>&1
+    --modes full sll_lora --warmup 0 --iters 1 --max-seconds 30 > "$out/lora_torch.log" 2>&1
   tail -4 "$out/lora_torch.log"
 }
 
