@@ -132,15 +132,15 @@ class Reader {
   std::string source_;
 };
 
-absl::Status ParseHf(const Reader& r, MambaConfig& c) {
+// The keys transformers' MambaConfig and Mamba2Config share, with the same meaning (the
+// defaults that differ are set before).
+absl::Status ParseHfSharedKeys(const Reader& r, MambaConfig& c) {
   LYRA_RETURN_IF_ERROR(r.Int("vocab_size", c.vocab_size, true));
   LYRA_RETURN_IF_ERROR(r.Int("hidden_size", c.hidden_size, true));
-  LYRA_RETURN_IF_ERROR(r.Int("state_size", c.state_size, true));
   LYRA_RETURN_IF_ERROR(r.Int("num_hidden_layers", c.num_hidden_layers, true));
   LYRA_RETURN_IF_ERROR(r.Double("layer_norm_epsilon", c.layer_norm_epsilon, false));
   LYRA_RETURN_IF_ERROR(r.Int("expand", c.expand, false));
   c.intermediate_size = c.expand * c.hidden_size;
-  LYRA_RETURN_IF_ERROR(r.Int("intermediate_size", c.intermediate_size, false));
   LYRA_RETURN_IF_ERROR(r.Int("conv_kernel", c.conv_kernel, false));
   LYRA_RETURN_IF_ERROR(r.Bool("use_bias", c.use_bias, false));
   LYRA_RETURN_IF_ERROR(r.Bool("use_conv_bias", c.use_conv_bias, false));
@@ -149,10 +149,8 @@ absl::Status ParseHf(const Reader& r, MambaConfig& c) {
   LYRA_RETURN_IF_ERROR(r.Bool("residual_in_fp32", c.residual_in_fp32, false));
   LYRA_RETURN_IF_ERROR(
       r.IntOrAuto("time_step_rank", c.time_step_rank, AutoTimeStepRank(c.hidden_size)));
-  LYRA_RETURN_IF_ERROR(r.Double("time_step_scale", c.time_step_scale, false));
   LYRA_RETURN_IF_ERROR(r.Double("time_step_min", c.time_step_min, false));
   LYRA_RETURN_IF_ERROR(r.Double("time_step_max", c.time_step_max, false));
-  LYRA_RETURN_IF_ERROR(r.String("time_step_init_scheme", c.time_step_init_scheme, false));
   LYRA_RETURN_IF_ERROR(r.Double("time_step_floor", c.time_step_floor, false));
   LYRA_RETURN_IF_ERROR(r.Bool("rescale_prenorm_residual", c.rescale_prenorm_residual, false));
   LYRA_RETURN_IF_ERROR(r.Bool("tie_word_embeddings", c.tie_word_embeddings, false));
@@ -161,6 +159,15 @@ absl::Status ParseHf(const Reader& r, MambaConfig& c) {
   LYRA_RETURN_IF_ERROR(r.Int("bos_token_id", c.bos_token_id, false));
   LYRA_RETURN_IF_ERROR(r.Int("eos_token_id", c.eos_token_id, false));
   c.layout = CheckpointLayout::kHuggingFace;
+  return absl::OkStatus();
+}
+
+absl::Status ParseHf(const Reader& r, MambaConfig& c) {
+  LYRA_RETURN_IF_ERROR(ParseHfSharedKeys(r, c));
+  LYRA_RETURN_IF_ERROR(r.Int("state_size", c.state_size, true));
+  LYRA_RETURN_IF_ERROR(r.Int("intermediate_size", c.intermediate_size, false));
+  LYRA_RETURN_IF_ERROR(r.Double("time_step_scale", c.time_step_scale, false));
+  LYRA_RETURN_IF_ERROR(r.String("time_step_init_scheme", c.time_step_init_scheme, false));
   return absl::OkStatus();
 }
 
@@ -176,41 +183,18 @@ absl::Status ParseHf2(const Reader& r, MambaConfig& c) {
   c.pad_token_id = 1;
   c.bos_token_id = 0;
   c.eos_token_id = 2;
-  LYRA_RETURN_IF_ERROR(r.Int("vocab_size", c.vocab_size, true));
-  LYRA_RETURN_IF_ERROR(r.Int("hidden_size", c.hidden_size, true));
+  LYRA_RETURN_IF_ERROR(ParseHfSharedKeys(r, c));
   LYRA_RETURN_IF_ERROR(r.Int("num_heads", c.num_heads, true));
-  LYRA_RETURN_IF_ERROR(r.Int("num_hidden_layers", c.num_hidden_layers, true));
   LYRA_RETURN_IF_ERROR(r.Int("head_dim", c.head_dim, false));
   LYRA_RETURN_IF_ERROR(r.Int("n_groups", c.n_groups, false));
   LYRA_RETURN_IF_ERROR(r.Int("state_size", c.state_size, false));
   LYRA_RETURN_IF_ERROR(r.Int("chunk_size", c.chunk_size, false));
-  LYRA_RETURN_IF_ERROR(r.Double("layer_norm_epsilon", c.layer_norm_epsilon, false));
-  LYRA_RETURN_IF_ERROR(r.Int("expand", c.expand, false));
-  c.intermediate_size = c.expand * c.hidden_size;
-  LYRA_RETURN_IF_ERROR(r.Int("conv_kernel", c.conv_kernel, false));
-  LYRA_RETURN_IF_ERROR(r.Bool("use_bias", c.use_bias, false));
-  LYRA_RETURN_IF_ERROR(r.Bool("use_conv_bias", c.use_conv_bias, false));
-  LYRA_RETURN_IF_ERROR(r.String("hidden_act", c.hidden_act, false));
-  LYRA_RETURN_IF_ERROR(r.Double("initializer_range", c.initializer_range, false));
-  LYRA_RETURN_IF_ERROR(r.Bool("residual_in_fp32", c.residual_in_fp32, false));
-  LYRA_RETURN_IF_ERROR(
-      r.IntOrAuto("time_step_rank", c.time_step_rank, AutoTimeStepRank(c.hidden_size)));
-  LYRA_RETURN_IF_ERROR(r.Double("time_step_min", c.time_step_min, false));
-  LYRA_RETURN_IF_ERROR(r.Double("time_step_max", c.time_step_max, false));
-  LYRA_RETURN_IF_ERROR(r.Double("time_step_floor", c.time_step_floor, false));
   LYRA_RETURN_IF_ERROR(
       r.Range("time_step_limit", c.time_step_limit_min, c.time_step_limit_max));
-  LYRA_RETURN_IF_ERROR(r.Bool("rescale_prenorm_residual", c.rescale_prenorm_residual, false));
   LYRA_RETURN_IF_ERROR(r.Bool("rms_norm", c.rms_norm, false));
-  LYRA_RETURN_IF_ERROR(r.Bool("tie_word_embeddings", c.tie_word_embeddings, false));
-  LYRA_RETURN_IF_ERROR(r.Int("pad_vocab_size_multiple", c.pad_vocab_size_multiple, false));
-  LYRA_RETURN_IF_ERROR(r.Int("pad_token_id", c.pad_token_id, false));
-  LYRA_RETURN_IF_ERROR(r.Int("bos_token_id", c.bos_token_id, false));
-  LYRA_RETURN_IF_ERROR(r.Int("eos_token_id", c.eos_token_id, false));
   // transformers' MambaRMSNormGated: one group over all D channels, the blocks' epsilon.
   c.norm_group_size = c.intermediate_size;
   c.norm_epsilon = c.layer_norm_epsilon;
-  c.layout = CheckpointLayout::kHuggingFace;
   return absl::OkStatus();
 }
 

@@ -8,36 +8,14 @@
 #include "autograd/ops.h"
 #include "base/status_macros.h"
 #include "mamba/mamba2_inner.h"
+#include "mamba/mixer_init.h"
 #include "mamba/ssd.h"
+#include "mamba/tensor_checks.h"
 #include "nn/autocast.h"
-#include "nn/init.h"
-#include "tensor/elementwise.h"
 
 namespace lyra::mamba {
 
 using autograd::Variable;
-
-namespace {
-
-// f64 for an f64 model, else f32: the dtype of A, D, dt_bias and the SSM states.
-DType ParamDType(DType act) { return act == DType::kF64 ? DType::kF64 : DType::kF32; }
-
-absl::StatusOr<Variable> CastTo(const Variable& v, DType dtype) {
-  if (v.dtype() == dtype) return v;
-  return autograd::Cast(v, dtype);
-}
-
-absl::Status CheckInput(const char* op, const Tensor& h, int want_dim, int64_t hidden) {
-  if (!h.defined() || h.dim() != want_dim || h.size(want_dim - 1) != hidden ||
-      !IsFloating(h.dtype())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        op, ": hidden states must be a floating ", want_dim == 3 ? "[B, L, M]" : "[B, M]",
-        " tensor with M = ", hidden, ", got ", h.defined() ? h.Describe() : "undefined"));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Mamba2Mixer>> Mamba2Mixer::Create(const MambaConfig& config,
                                                                  Generator& gen, DType dtype,
@@ -57,31 +35,14 @@ absl::Status Mamba2Mixer::Init(Generator& gen, DType dtype, Device device) {
   const int64_t M = c.hidden_size, D = c.intermediate_size, H = c.num_heads;
 
   LYRA_ASSIGN_OR_RETURN(std::unique_ptr<nn::Conv1d> conv,
-                        nn::Conv1d::Create(conv_dim(), static_cast<int>(c.conv_kernel),
-                                           c.use_conv_bias, gen, dtype, device));
+                        CreateMixerConv1d(conv_dim(), c, gen, dtype, device));
   conv1d_ = RegisterModule("conv1d", std::move(conv));
-  if (conv1d_->bias().defined()) LYRA_RETURN_IF_ERROR(nn::init::Zeros(conv1d_->bias().data()));
-
-  LYRA_ASSIGN_OR_RETURN(std::unique_ptr<nn::Linear> in_proj,
-                        nn::Linear::Create(M, D + conv_dim() + H, c.use_bias, gen, dtype, device));
+  LYRA_ASSIGN_OR_RETURN(
+      std::unique_ptr<nn::Linear> in_proj,
+      CreateNormalLinear(M, D + conv_dim() + H, c.use_bias, c, gen, dtype, device));
   in_proj_ = RegisterModule("in_proj", std::move(in_proj));
-  LYRA_RETURN_IF_ERROR(nn::init::Normal(in_proj_->weight().data(), gen, 0, c.initializer_range));
-  if (in_proj_->bias().defined()) LYRA_RETURN_IF_ERROR(nn::init::Zeros(in_proj_->bias().data()));
-
-  {
-    // dt = exp(U[0, 1) * (log max - log min) + log min), clamped at the floor; the bias is its
-    // inverse softplus dt + log(-expm1(-dt)), so that softplus(dt_bias) = dt at initialisation.
-    LYRA_ASSIGN_OR_RETURN(Tensor u, Rand({H}, DType::kF64, Device::Cpu(), gen));
-    LYRA_ASSIGN_OR_RETURN(std::vector<double> v, u.ToDoubles());
-    const double lo = std::log(c.time_step_min), hi = std::log(c.time_step_max);
-    for (double& x : v) {
-      double dt = std::exp(x * (hi - lo) + lo);
-      dt = std::max(dt, c.time_step_floor);
-      x = dt + std::log(-std::expm1(-dt));
-    }
-    LYRA_ASSIGN_OR_RETURN(Tensor bias, Tensor::FromDoubles(v, {H}, dtype, device));
-    dt_bias_ = RegisterParameter("dt_bias", std::move(bias));
-  }
+  LYRA_ASSIGN_OR_RETURN(Tensor bias, InverseSoftplusDtBias(H, c, gen, dtype, device));
+  dt_bias_ = RegisterParameter("dt_bias", std::move(bias));
   std::vector<double> a_log(H);
   for (int64_t h = 0; h < H; ++h) a_log[h] = std::log(static_cast<double>(h + 1));
   LYRA_ASSIGN_OR_RETURN(Tensor a_log_t, Tensor::FromDoubles(a_log, {H}, dtype, device));
@@ -96,27 +57,15 @@ absl::Status Mamba2Mixer::Init(Generator& gen, DType dtype, Device device) {
   D_ = RegisterParameter("D", std::move(d_t));
 
   LYRA_ASSIGN_OR_RETURN(std::unique_ptr<nn::Linear> out_proj,
-                        nn::Linear::Create(D, M, c.use_bias, gen, dtype, device));
+                        CreateOutProj(c, gen, dtype, device));
   out_proj_ = RegisterModule("out_proj", std::move(out_proj));
-  if (out_proj_->bias().defined()) {
-    LYRA_RETURN_IF_ERROR(nn::init::Zeros(out_proj_->bias().data()));
-  }
-  if (c.rescale_prenorm_residual) {
-    LYRA_ASSIGN_OR_RETURN(
-        Tensor scaled,
-        MulScalar(out_proj_->weight().data(),
-                  1.0 / std::sqrt(static_cast<double>(c.num_hidden_layers))));
-    LYRA_RETURN_IF_ERROR(out_proj_->weight().data().CopyFrom(scaled));
-  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<Mamba2Mixer::SsdParams> Mamba2Mixer::SsdParameters(DType act) const {
-  const DType p = ParamDType(act);
+  const DType p = ScanParamDType(act);
   SsdParams out;
-  LYRA_ASSIGN_OR_RETURN(Variable a_log, CastTo(A_log_, p));
-  LYRA_ASSIGN_OR_RETURN(Variable exp_a, autograd::Exp(a_log));
-  LYRA_ASSIGN_OR_RETURN(out.A, autograd::Neg(exp_a));
+  LYRA_ASSIGN_OR_RETURN(out.A, NegExpA(A_log_, p));
   LYRA_ASSIGN_OR_RETURN(out.D, CastTo(D_, p));
   if (config_.D_has_hdim) {
     LYRA_ASSIGN_OR_RETURN(out.D,
@@ -130,7 +79,7 @@ absl::StatusOr<Variable> Mamba2Mixer::ForwardFused(const Variable& h,
                                                    const Tensor& seq_idx) const {
   const MambaConfig& c = config_;
   LYRA_ASSIGN_OR_RETURN(Variable zxbcdt, in_proj_->Forward(h));
-  const DType p = ParamDType(zxbcdt.dtype());
+  const DType p = ScanParamDType(zxbcdt.dtype());
   Mamba2InnerWeights w;
   w.conv_weight = conv1d_->weight();
   w.conv_bias = conv1d_->bias();
@@ -169,8 +118,9 @@ absl::StatusOr<Variable> Mamba2Mixer::ForwardFused(const Variable& h,
 
 absl::StatusOr<Variable> Mamba2Mixer::Forward(const Variable& h, const Tensor& seq_idx,
                                               MambaLayerState* state) const {
-  LYRA_RETURN_IF_ERROR(CheckInput("Mamba2Mixer::Forward", h.defined() ? h.data() : Tensor(), 3,
-                                  config_.hidden_size));
+  LYRA_RETURN_IF_ERROR(CheckHiddenStates("Mamba2Mixer::Forward",
+                                         h.defined() ? h.data() : Tensor(), 3,
+                                         config_.hidden_size));
   if (state == nullptr) return ForwardFused(h, seq_idx);
   const MambaConfig& c = config_;
   const int64_t B = h.size(0), L = h.size(1);
@@ -189,8 +139,7 @@ absl::StatusOr<Variable> Mamba2Mixer::Forward(const Variable& h, const Tensor& s
   const bool continuing = state != nullptr && state->defined();
   Variable conv_initial;
   if (continuing) {
-    LYRA_ASSIGN_OR_RETURN(Tensor ci, state->conv_state.To(xbc.dtype()));
-    conv_initial = Variable(ci);
+    LYRA_ASSIGN_OR_RETURN(conv_initial, StartingState(state->conv_state, xbc.dtype()));
   }
   Tensor conv_final;
   LYRA_ASSIGN_OR_RETURN(Variable u,
@@ -214,8 +163,8 @@ absl::StatusOr<Variable> Mamba2Mixer::Forward(const Variable& h, const Tensor& s
   LYRA_ASSIGN_OR_RETURN(SsdParams p, SsdParameters(x.dtype()));
   Variable ssm_initial;
   if (continuing) {
-    LYRA_ASSIGN_OR_RETURN(Tensor si, state->ssm_state.To(ParamDType(x.dtype())));
-    ssm_initial = Variable(si);
+    LYRA_ASSIGN_OR_RETURN(ssm_initial,
+                          StartingState(state->ssm_state, ScanParamDType(x.dtype())));
   }
   SsdInputs options;
   options.seq_idx = seq_idx;
@@ -241,7 +190,7 @@ absl::StatusOr<Variable> Mamba2Mixer::Forward(const Variable& h, const Tensor& s
 }
 
 absl::StatusOr<Tensor> Mamba2Mixer::Step(const Tensor& h, MambaLayerState& state) const {
-  LYRA_RETURN_IF_ERROR(CheckInput("Mamba2Mixer::Step", h, 2, config_.hidden_size));
+  LYRA_RETURN_IF_ERROR(CheckHiddenStates("Mamba2Mixer::Step", h, 2, config_.hidden_size));
   if (!state.defined()) {
     return absl::FailedPreconditionError("Mamba2Mixer::Step: the layer state is not defined");
   }
@@ -257,12 +206,8 @@ absl::StatusOr<Tensor> Mamba2Mixer::Step(const Tensor& h, MambaLayerState& state
   LYRA_ASSIGN_OR_RETURN(Tensor xbc_view, zxbcdt.Narrow(1, D, conv_dim()));
   LYRA_ASSIGN_OR_RETURN(Tensor dt_view, zxbcdt.Narrow(1, D + conv_dim(), H));
   LYRA_ASSIGN_OR_RETURN(Tensor xbc, xbc_view.Contiguous());
-  if (state.conv_state.dtype() != xbc.dtype()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "Mamba2Mixer::Step: the cached conv state is ", state.conv_state.Describe(),
-        " but the step computes in ", DTypeName(xbc.dtype()),
-        " (prefill and steps must run under the same autocast dtype)"));
-  }
+  LYRA_RETURN_IF_ERROR(
+      CheckCachedConvState("Mamba2Mixer::Step", state.conv_state, xbc.dtype()));
   LYRA_ASSIGN_OR_RETURN(Tensor u, conv1d_->Step(xbc, state.conv_state, Conv1dActivation::kSilu));
 
   LYRA_ASSIGN_OR_RETURN(Tensor x_view, u.Narrow(1, 0, D));
@@ -278,11 +223,8 @@ absl::StatusOr<Tensor> Mamba2Mixer::Step(const Tensor& h, MambaLayerState& state
                                                                   : dt_view.To(x.dtype()));
 
   LYRA_ASSIGN_OR_RETURN(SsdParams p, SsdParameters(x.dtype()));
-  if (state.ssm_state.dtype() != ParamDType(x.dtype())) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("Mamba2Mixer::Step: the cached ssm state is ", state.ssm_state.Describe(),
-                     "; expected ", DTypeName(ParamDType(x.dtype()))));
-  }
+  LYRA_RETURN_IF_ERROR(
+      CheckCachedSsmState("Mamba2Mixer::Step", state.ssm_state, ScanParamDType(x.dtype())));
   SsdStepOptions options;
   options.dt_softplus = true;
   options.dt_min = c.time_step_limit_min;

@@ -1,6 +1,8 @@
 #include "mamba/mixer.h"
 
 #include "mamba/mamba_inner.h"
+#include "mamba/mixer_init.h"
+#include "mamba/tensor_checks.h"
 
 #include <cmath>
 #include <utility>
@@ -15,33 +17,10 @@
 #include "nn/init.h"
 #include "nn/lora/lora_factors.h"
 #include "nn/lora/lora_layer.h"
-#include "tensor/elementwise.h"
 
 namespace lyra::mamba {
 
 using autograd::Variable;
-
-namespace {
-
-// f64 for an f64 model, else f32: the dtype of A, D, the dt bias and the scan states.
-DType ParamDType(DType act) { return act == DType::kF64 ? DType::kF64 : DType::kF32; }
-
-absl::StatusOr<Variable> CastTo(const Variable& v, DType dtype) {
-  if (v.dtype() == dtype) return v;
-  return autograd::Cast(v, dtype);
-}
-
-absl::Status CheckInput(const char* op, const Tensor& h, int want_dim, int64_t hidden) {
-  if (!h.defined() || h.dim() != want_dim || h.size(want_dim - 1) != hidden ||
-      !IsFloating(h.dtype())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        op, ": hidden states must be a floating ", want_dim == 3 ? "[B, L, M]" : "[B, M]",
-        " tensor with M = ", hidden, ", got ", h.defined() ? h.Describe() : "undefined"));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<MambaMixer>> MambaMixer::Create(const MambaConfig& config,
                                                                Generator& gen, DType dtype,
@@ -58,21 +37,14 @@ absl::Status MambaMixer::Init(Generator& gen, DType dtype, Device device) {
   const int64_t R = c.time_step_rank;
 
   LYRA_ASSIGN_OR_RETURN(std::unique_ptr<nn::Conv1d> conv,
-                        nn::Conv1d::Create(D, static_cast<int>(c.conv_kernel), c.use_conv_bias,
-                                           gen, dtype, device));
+                        CreateMixerConv1d(D, c, gen, dtype, device));
   conv1d_ = RegisterModule("conv1d", std::move(conv));
-  if (conv1d_->bias().defined()) LYRA_RETURN_IF_ERROR(nn::init::Zeros(conv1d_->bias().data()));
-
   LYRA_ASSIGN_OR_RETURN(std::unique_ptr<nn::Linear> in_proj,
-                        nn::Linear::Create(M, 2 * D, c.use_bias, gen, dtype, device));
+                        CreateNormalLinear(M, 2 * D, c.use_bias, c, gen, dtype, device));
   in_proj_ = RegisterModule("in_proj", std::move(in_proj));
-  LYRA_RETURN_IF_ERROR(nn::init::Normal(in_proj_->weight().data(), gen, 0, c.initializer_range));
-  if (in_proj_->bias().defined()) LYRA_RETURN_IF_ERROR(nn::init::Zeros(in_proj_->bias().data()));
-
   LYRA_ASSIGN_OR_RETURN(std::unique_ptr<nn::Linear> x_proj,
-                        nn::Linear::Create(D, R + 2 * N, /*bias=*/false, gen, dtype, device));
+                        CreateNormalLinear(D, R + 2 * N, /*bias=*/false, c, gen, dtype, device));
   x_proj_ = RegisterModule("x_proj", std::move(x_proj));
-  LYRA_RETURN_IF_ERROR(nn::init::Normal(x_proj_->weight().data(), gen, 0, c.initializer_range));
 
   LYRA_ASSIGN_OR_RETURN(std::unique_ptr<nn::Linear> dt_proj,
                         nn::Linear::Create(R, D, /*bias=*/true, gen, dtype, device));
@@ -84,20 +56,8 @@ absl::Status MambaMixer::Init(Generator& gen, DType dtype, Device device) {
     LYRA_RETURN_IF_ERROR(
         nn::init::Uniform(dt_proj_->weight().data(), gen, -dt_init_std, dt_init_std));
   }
-  {
-    // dt = exp(U[0, 1) * (log max - log min) + log min), clamped at the floor; the bias is its
-    // inverse softplus dt + log(-expm1(-dt)), so that softplus(bias) = dt at initialisation.
-    LYRA_ASSIGN_OR_RETURN(Tensor u, Rand({D}, DType::kF64, Device::Cpu(), gen));
-    LYRA_ASSIGN_OR_RETURN(std::vector<double> v, u.ToDoubles());
-    const double lo = std::log(c.time_step_min), hi = std::log(c.time_step_max);
-    for (double& x : v) {
-      double dt = std::exp(x * (hi - lo) + lo);
-      dt = std::max(dt, c.time_step_floor);
-      x = dt + std::log(-std::expm1(-dt));
-    }
-    LYRA_ASSIGN_OR_RETURN(Tensor bias, Tensor::FromDoubles(v, {D}, dtype, device));
-    LYRA_RETURN_IF_ERROR(dt_proj_->bias().data().CopyFrom(bias));
-  }
+  LYRA_ASSIGN_OR_RETURN(Tensor dt_bias, InverseSoftplusDtBias(D, c, gen, dtype, device));
+  LYRA_RETURN_IF_ERROR(dt_proj_->bias().data().CopyFrom(dt_bias));
 
   std::vector<double> a_log(D * N);
   for (int64_t d = 0; d < D; ++d) {
@@ -109,27 +69,15 @@ absl::Status MambaMixer::Init(Generator& gen, DType dtype, Device device) {
   D_ = RegisterParameter("D", std::move(d_t));
 
   LYRA_ASSIGN_OR_RETURN(std::unique_ptr<nn::Linear> out_proj,
-                        nn::Linear::Create(D, M, c.use_bias, gen, dtype, device));
+                        CreateOutProj(c, gen, dtype, device));
   out_proj_ = RegisterModule("out_proj", std::move(out_proj));
-  if (out_proj_->bias().defined()) {
-    LYRA_RETURN_IF_ERROR(nn::init::Zeros(out_proj_->bias().data()));
-  }
-  if (c.rescale_prenorm_residual) {
-    LYRA_ASSIGN_OR_RETURN(
-        Tensor scaled,
-        MulScalar(out_proj_->weight().data(),
-                  1.0 / std::sqrt(static_cast<double>(c.num_hidden_layers))));
-    LYRA_RETURN_IF_ERROR(out_proj_->weight().data().CopyFrom(scaled));
-  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<MambaMixer::ScanParams> MambaMixer::ScanParameters(DType act) const {
-  const DType p = ParamDType(act);
+  const DType p = ScanParamDType(act);
   ScanParams out;
-  LYRA_ASSIGN_OR_RETURN(Variable a_log, CastTo(A_log_, p));
-  LYRA_ASSIGN_OR_RETURN(Variable exp_a, autograd::Exp(a_log));
-  LYRA_ASSIGN_OR_RETURN(out.A, autograd::Neg(exp_a));
+  LYRA_ASSIGN_OR_RETURN(out.A, NegExpA(A_log_, p));
   LYRA_ASSIGN_OR_RETURN(out.D, CastTo(D_, p));
   LYRA_ASSIGN_OR_RETURN(out.delta_bias, CastTo(dt_proj_->bias(), p));
   return out;
@@ -138,7 +86,7 @@ absl::StatusOr<MambaMixer::ScanParams> MambaMixer::ScanParameters(DType act) con
 absl::StatusOr<Variable> MambaMixer::ForwardFused(const Variable& h,
                                                   const Tensor& seq_idx) const {
   LYRA_ASSIGN_OR_RETURN(Variable xz, in_proj_->Forward(h));
-  const DType p = ParamDType(xz.dtype());
+  const DType p = ScanParamDType(xz.dtype());
   MambaInnerWeights w;
   w.conv_weight = conv1d_->weight();
   w.conv_bias = conv1d_->bias();
@@ -168,8 +116,8 @@ absl::StatusOr<Variable> MambaMixer::ForwardFused(const Variable& h,
 
 absl::StatusOr<Variable> MambaMixer::Forward(const Variable& h, const Tensor& seq_idx,
                                              MambaLayerState* state) const {
-  LYRA_RETURN_IF_ERROR(
-      CheckInput("MambaMixer::Forward", h.defined() ? h.data() : Tensor(), 3, config_.hidden_size));
+  LYRA_RETURN_IF_ERROR(CheckHiddenStates("MambaMixer::Forward", h.defined() ? h.data() : Tensor(),
+                                         3, config_.hidden_size));
   if (state == nullptr) return ForwardFused(h, seq_idx);
   const int64_t D = config_.intermediate_size, N = config_.state_size;
   const int64_t R = config_.time_step_rank;
@@ -185,8 +133,7 @@ absl::StatusOr<Variable> MambaMixer::Forward(const Variable& h, const Tensor& se
   const bool continuing = state != nullptr && state->defined();
   Variable conv_initial;
   if (continuing) {
-    LYRA_ASSIGN_OR_RETURN(Tensor ci, state->conv_state.To(x.dtype()));
-    conv_initial = Variable(ci);
+    LYRA_ASSIGN_OR_RETURN(conv_initial, StartingState(state->conv_state, x.dtype()));
   }
   Tensor conv_final;
   LYRA_ASSIGN_OR_RETURN(Variable u,
@@ -221,8 +168,8 @@ absl::StatusOr<Variable> MambaMixer::Forward(const Variable& h, const Tensor& se
   }
   Variable ssm_initial;
   if (continuing) {
-    LYRA_ASSIGN_OR_RETURN(Tensor si, state->ssm_state.To(ParamDType(u.dtype())));
-    ssm_initial = Variable(si);
+    LYRA_ASSIGN_OR_RETURN(ssm_initial,
+                          StartingState(state->ssm_state, ScanParamDType(u.dtype())));
   }
   LYRA_ASSIGN_OR_RETURN(SelectiveScanOutputs scan,
                         SelectiveScan(u, delta, p.A, b_bnl, c_bnl, p.D, z_in, p.delta_bias,
@@ -238,7 +185,7 @@ absl::StatusOr<Variable> MambaMixer::Forward(const Variable& h, const Tensor& se
 }
 
 absl::StatusOr<Tensor> MambaMixer::Step(const Tensor& h, MambaLayerState& state) const {
-  LYRA_RETURN_IF_ERROR(CheckInput("MambaMixer::Step", h, 2, config_.hidden_size));
+  LYRA_RETURN_IF_ERROR(CheckHiddenStates("MambaMixer::Step", h, 2, config_.hidden_size));
   if (!state.defined()) {
     return absl::FailedPreconditionError("MambaMixer::Step: the layer state is not defined");
   }
@@ -249,12 +196,7 @@ absl::StatusOr<Tensor> MambaMixer::Step(const Tensor& h, MambaLayerState& state)
   LYRA_ASSIGN_OR_RETURN(Variable xz, in_proj_->Forward(Variable(h)));  // [B, 2D]
   LYRA_ASSIGN_OR_RETURN(Tensor x, xz.data().Narrow(1, 0, D));
   LYRA_ASSIGN_OR_RETURN(Tensor z, xz.data().Narrow(1, D, D));
-  if (state.conv_state.dtype() != x.dtype()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "MambaMixer::Step: the cached conv state is ", state.conv_state.Describe(),
-        " but the step computes in ", DTypeName(x.dtype()),
-        " (prefill and steps must run under the same autocast dtype)"));
-  }
+  LYRA_RETURN_IF_ERROR(CheckCachedConvState("MambaMixer::Step", state.conv_state, x.dtype()));
   LYRA_ASSIGN_OR_RETURN(Tensor u, conv1d_->Step(x, state.conv_state, Conv1dActivation::kSilu));
 
   LYRA_ASSIGN_OR_RETURN(Variable x_dbl, x_proj_->Forward(Variable(u)));  // [B, R + 2N]
@@ -269,11 +211,8 @@ absl::StatusOr<Tensor> MambaMixer::Step(const Tensor& h, MambaLayerState& state)
   }
 
   LYRA_ASSIGN_OR_RETURN(ScanParams p, ScanParameters(u.dtype()));
-  if (state.ssm_state.dtype() != ParamDType(u.dtype())) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("MambaMixer::Step: the cached ssm state is ", state.ssm_state.Describe(),
-                     "; expected ", DTypeName(ParamDType(u.dtype()))));
-  }
+  LYRA_RETURN_IF_ERROR(
+      CheckCachedSsmState("MambaMixer::Step", state.ssm_state, ScanParamDType(u.dtype())));
   Tensor z_in = z;
   if (z_in.dtype() != u.dtype()) {
     LYRA_ASSIGN_OR_RETURN(z_in, z.To(u.dtype()));

@@ -9,6 +9,8 @@
 #include "autograd/node.h"
 #include "base/status_macros.h"
 #include "cuda/selective_scan.h"
+#include "mamba/scan_node.h"
+#include "mamba/tensor_checks.h"
 #include "tensor/dispatch.h"
 #include "tensor/shape.h"
 
@@ -16,24 +18,6 @@ namespace lyra::mamba {
 namespace {
 
 using autograd::Variable;
-
-// The dtype of A, D, delta_bias and the states for activations of `dtype`.
-DType ParamDType(DType dtype) { return dtype == DType::kF64 ? DType::kF64 : DType::kF32; }
-
-absl::Status Expect(absl::string_view op, absl::string_view name, const Tensor& t,
-                    const Shape& shape, DType dtype) {
-  if (t.shape() != shape || t.dtype() != dtype) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " must be ", DTypeName(dtype),
-                                                   ShapeToString(shape), ", got ", t.Describe()));
-  }
-  return absl::OkStatus();
-}
-
-// On CUDA the kernels read (.., L) operands with unit stride along the last dim: copy others.
-absl::StatusOr<Tensor> UnitLastStride(const Tensor& t) {
-  if (!t.defined() || !t.device().is_cuda() || t.stride(-1) == 1 || t.size(-1) <= 1) return t;
-  return t.Contiguous();
-}
 
 // B or C as [B, G, N, L].
 absl::StatusOr<Tensor> As4d(const Tensor& t) {
@@ -57,14 +41,14 @@ absl::StatusOr<Operands> Check(absl::string_view op, const SelectiveScanInputs& 
   o.batch = in.u.size(0);
   o.dim = in.u.size(1);
   o.length = in.u.size(2);
-  const DType dtype = in.u.dtype(), pdtype = ParamDType(dtype);
-  LYRA_RETURN_IF_ERROR(Expect(op, "delta", in.delta, in.u.shape(), dtype));
+  const DType dtype = in.u.dtype(), pdtype = ScanParamDType(dtype);
+  LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(op, "delta", in.delta, in.u.shape(), dtype));
   if (in.A.dim() != 2 || in.A.size(0) != o.dim) {
     return absl::InvalidArgumentError(
         absl::StrCat(op, ": A must be [D, N] with D = ", o.dim, ", got ", in.A.Describe()));
   }
   o.dstate = in.A.size(1);
-  LYRA_RETURN_IF_ERROR(Expect(op, "A", in.A, in.A.shape(), pdtype));
+  LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(op, "A", in.A, in.A.shape(), pdtype));
   if (in.B.dim() != 3 && in.B.dim() != 4) {
     return absl::InvalidArgumentError(
         absl::StrCat(op, ": B must be [B, G, N, L] or [B, N, L], got ", in.B.Describe()));
@@ -79,48 +63,31 @@ absl::StatusOr<Operands> Check(absl::string_view op, const SelectiveScanInputs& 
         op, ": B must be ", ShapeToString(bc_shape), " of u's dtype ", DTypeName(dtype),
         " or f32 (u ", in.u.Describe(), ", A ", in.A.Describe(), "), got ", in.B.Describe()));
   }
-  if (o.groups < 1 || o.dim % o.groups != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": the group count G = ", o.groups,
-                                                   " of B ", in.B.Describe(),
-                                                   " must divide D = ", o.dim));
-  }
-  LYRA_RETURN_IF_ERROR(Expect(op, "C (as B)", in.C, bc_shape, in.B.dtype()));
-  std::vector<const Tensor*> all = {&in.delta, &in.A, &in.B, &in.C};
-  if (in.D.defined()) {
-    LYRA_RETURN_IF_ERROR(Expect(op, "D", in.D, {o.dim}, pdtype));
-    all.push_back(&in.D);
-  }
-  if (in.z.defined()) {
-    LYRA_RETURN_IF_ERROR(Expect(op, "z", in.z, in.u.shape(), dtype));
-    all.push_back(&in.z);
-  }
+  LYRA_RETURN_IF_ERROR(CheckGroupsDivide(op, in.B, o.groups, "D", o.dim));
+  LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(op, "C (as B)", in.C, bc_shape, in.B.dtype()));
+  if (in.D.defined()) LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(op, "D", in.D, {o.dim}, pdtype));
+  if (in.z.defined()) LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(op, "z", in.z, in.u.shape(), dtype));
   if (in.delta_bias.defined()) {
-    LYRA_RETURN_IF_ERROR(Expect(op, "delta_bias", in.delta_bias, {o.dim}, pdtype));
-    all.push_back(&in.delta_bias);
+    LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(op, "delta_bias", in.delta_bias, {o.dim}, pdtype));
   }
   if (in.initial_state.defined()) {
-    LYRA_RETURN_IF_ERROR(
-        Expect(op, "initial_state", in.initial_state, {o.batch, o.dim, o.dstate}, pdtype));
-    all.push_back(&in.initial_state);
+    LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(op, "initial_state", in.initial_state,
+                                             {o.batch, o.dim, o.dstate}, pdtype));
   }
   if (in.seq_idx.defined()) {
-    LYRA_RETURN_IF_ERROR(Expect(op, "seq_idx", in.seq_idx, {o.batch, o.length}, DType::kI32));
-    all.push_back(&in.seq_idx);
+    LYRA_RETURN_IF_ERROR(
+        ExpectShapeAndDType(op, "seq_idx", in.seq_idx, {o.batch, o.length}, DType::kI32));
   }
-  for (const Tensor* t : all) {
-    if (t->device() != in.u.device()) {
-      return absl::InvalidArgumentError(absl::StrCat(op, ": ", t->Describe(),
-                                                     " is not on u's device (", in.u.Describe(),
-                                                     ")"));
-    }
-  }
-  LYRA_ASSIGN_OR_RETURN(o.u, UnitLastStride(in.u));
-  LYRA_ASSIGN_OR_RETURN(o.delta, UnitLastStride(in.delta));
-  LYRA_ASSIGN_OR_RETURN(o.z, UnitLastStride(in.z));
+  LYRA_RETURN_IF_ERROR(CheckSameDevice(op, "u", in.u,
+                                       {&in.delta, &in.A, &in.B, &in.C, &in.D, &in.z,
+                                        &in.delta_bias, &in.initial_state, &in.seq_idx}));
+  LYRA_ASSIGN_OR_RETURN(o.u, UnitLastStrideOnCuda(in.u));
+  LYRA_ASSIGN_OR_RETURN(o.delta, UnitLastStrideOnCuda(in.delta));
+  LYRA_ASSIGN_OR_RETURN(o.z, UnitLastStrideOnCuda(in.z));
   LYRA_ASSIGN_OR_RETURN(Tensor b4, As4d(in.B));
   LYRA_ASSIGN_OR_RETURN(Tensor c4, As4d(in.C));
-  LYRA_ASSIGN_OR_RETURN(o.B, UnitLastStride(b4));
-  LYRA_ASSIGN_OR_RETURN(o.C, UnitLastStride(c4));
+  LYRA_ASSIGN_OR_RETURN(o.B, UnitLastStrideOnCuda(b4));
+  LYRA_ASSIGN_OR_RETURN(o.C, UnitLastStrideOnCuda(c4));
   o.A = in.A;
   o.D = in.D;
   o.delta_bias = in.delta_bias;
@@ -201,7 +168,7 @@ absl::StatusOr<SelectiveScanResult> SelectiveScanForward(const SelectiveScanInpu
   LYRA_ASSIGN_OR_RETURN(Operands o, Check(kOp, in));
   cuda::SelectiveScanParams p = MakeParams(o, in.delta_softplus);
   const Device device = in.u.device();
-  const DType pdtype = ParamDType(in.u.dtype());
+  const DType pdtype = ScanParamDType(in.u.dtype());
   SelectiveScanResult r;
   LYRA_ASSIGN_OR_RETURN(r.y, Tensor::Empty(in.u.shape(), in.u.dtype(), device));
   LYRA_ASSIGN_OR_RETURN(r.final_state, Tensor::Empty({o.batch, o.dim, o.dstate}, pdtype, device));
@@ -223,10 +190,7 @@ absl::StatusOr<SelectiveScanResult> SelectiveScanForward(const SelectiveScanInpu
   }
   if (in.u.numel() == 0 || o.dstate == 0) {
     // Nothing to scan: the final state is the initial one (L == 0) or empty.
-    if (r.final_state.numel() > 0) {
-      LYRA_RETURN_IF_ERROR(o.initial_state.defined() ? r.final_state.CopyFrom(o.initial_state)
-                                                     : r.final_state.Fill(0));
-    }
+    LYRA_RETURN_IF_ERROR(CarryStateThroughEmptyScan(o.initial_state, o.length, r.final_state));
     return r;
   }
   LYRA_RETURN_IF_ERROR(internal::RunKernel(device, p, &cuda::SelectiveScanReference,
@@ -241,15 +205,12 @@ absl::StatusOr<SelectiveScanGrads> SelectiveScanBackward(const SelectiveScanInpu
   constexpr absl::string_view kOp = "SelectiveScanBackward";
   LYRA_ASSIGN_OR_RETURN(Operands o, Check(kOp, in));
   const Device device = in.u.device();
-  const DType dtype = in.u.dtype(), pdtype = ParamDType(dtype);
-  LYRA_RETURN_IF_ERROR(internal::CheckDefined(kOp, {&dy}));
-  if (dy.shape() != in.u.shape() || dy.dtype() != dtype || dy.device() != device) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": dy ", dy.Describe(), " must match u ", in.u.Describe()));
-  }
+  const DType dtype = in.u.dtype(), pdtype = ScanParamDType(dtype);
+  LYRA_RETURN_IF_ERROR(CheckOutputGrad(kOp, dy, "u", in.u));
   const Shape state_shape = {o.batch, o.dim, o.dstate};
   if (dfinal_state.defined()) {
-    LYRA_RETURN_IF_ERROR(Expect(kOp, "dfinal_state", dfinal_state, state_shape, pdtype));
+    LYRA_RETURN_IF_ERROR(
+        ExpectShapeAndDType(kOp, "dfinal_state", dfinal_state, state_shape, pdtype));
     if (dfinal_state.device() != device) {
       return absl::InvalidArgumentError(absl::StrCat(kOp, ": dfinal_state ",
                                                      dfinal_state.Describe(),
@@ -258,7 +219,7 @@ absl::StatusOr<SelectiveScanGrads> SelectiveScanBackward(const SelectiveScanInpu
   }
   cuda::SelectiveScanBackwardParams bp;
   bp.forward = MakeParams(o, in.delta_softplus);
-  LYRA_ASSIGN_OR_RETURN(Tensor dy_l, UnitLastStride(dy));
+  LYRA_ASSIGN_OR_RETURN(Tensor dy_l, UnitLastStrideOnCuda(dy));
   bp.dy = dy_l.data();
   bp.dy_stride_b = dy_l.stride(0);
   bp.dy_stride_d = dy_l.stride(1);
@@ -325,11 +286,8 @@ absl::StatusOr<SelectiveScanGrads> SelectiveScanBackward(const SelectiveScanInpu
   if (device.is_cuda() && !empty) {
     const Shape chunk_shape = {o.batch, o.dim, cuda::SelectiveScanNumChunks(o.length), o.dstate};
     if (chunk_states.defined()) {
-      LYRA_RETURN_IF_ERROR(Expect(kOp, "chunk_states", chunk_states, chunk_shape, pdtype));
-      if (!chunk_states.is_contiguous() || chunk_states.device() != device) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            kOp, ": chunk_states ", chunk_states.Describe(), " must be contiguous on u's device"));
-      }
+      LYRA_RETURN_IF_ERROR(
+          CheckSavedChunkStates(kOp, chunk_states, chunk_shape, pdtype, "u", in.u));
       states = chunk_states;
     } else {
       // No saved states: a forward pass that writes only them.
@@ -345,14 +303,8 @@ absl::StatusOr<SelectiveScanGrads> SelectiveScanBackward(const SelectiveScanInpu
   LYRA_RETURN_IF_ERROR(cuda::SelectiveScanBackwardSupported(bp, device.is_cuda()));
   if (empty) {
     // No output depends on anything but the final state, which is the initial one when L == 0.
-    for (Tensor* t : {&g.dA, &dB4, &dC4, &g.dD, &g.ddelta_bias}) {
-      if (t->defined() && t->numel() > 0) LYRA_RETURN_IF_ERROR(t->Fill(0));
-    }
-    if (g.dinitial_state.defined() && g.dinitial_state.numel() > 0) {
-      LYRA_RETURN_IF_ERROR(dfinal_state.defined() && o.length == 0
-                               ? g.dinitial_state.CopyFrom(dfinal_state)
-                               : g.dinitial_state.Fill(0));
-    }
+    LYRA_RETURN_IF_ERROR(FillZeros({&g.dA, &dB4, &dC4, &g.dD, &g.ddelta_bias}));
+    LYRA_RETURN_IF_ERROR(CarryStateThroughEmptyScan(dfinal_state, o.length, g.dinitial_state));
   } else {
     LYRA_RETURN_IF_ERROR(internal::RunKernel(device, bp, &cuda::SelectiveScanBackwardReference,
                                              &cuda::SelectiveScanBackwardCuda));
@@ -371,39 +323,33 @@ absl::StatusOr<SelectiveScanOutputs> SelectiveScan(const Variable& u, const Vari
   if (!u.defined() || !delta.defined() || !A.defined() || !B.defined() || !C.defined()) {
     return absl::InvalidArgumentError("SelectiveScan: u, delta, A, B and C must be defined");
   }
-  const auto data = [](const Variable& v) { return v.defined() ? v.data() : Tensor(); };
   SelectiveScanInputs in;
   in.u = u.data();
   in.delta = delta.data();
   in.A = A.data();
   in.B = B.data();
   in.C = C.data();
-  in.D = data(D);
-  in.z = data(z);
-  in.delta_bias = data(delta_bias);
-  in.initial_state = data(initial_state);
+  in.D = DataOrUndefined(D);
+  in.z = DataOrUndefined(z);
+  in.delta_bias = DataOrUndefined(delta_bias);
+  in.initial_state = DataOrUndefined(initial_state);
   in.seq_idx = seq_idx;
   in.delta_softplus = delta_softplus;
   LYRA_ASSIGN_OR_RETURN(SelectiveScanResult r, SelectiveScanForward(in));
   const std::vector<Variable> inputs = {u, delta, A, B, C, D, z, delta_bias, initial_state};
-  std::vector<bool> wants(inputs.size());
-  for (size_t i = 0; i < inputs.size(); ++i) wants[i] = inputs[i].requires_grad();
-  Tensor saved_states = autograd::AnyRequiresGrad(inputs) ? r.chunk_states : Tensor();
+  const Tensor saved_states = autograd::AnyRequiresGrad(inputs) ? r.chunk_states : Tensor();
   LYRA_ASSIGN_OR_RETURN(
       std::vector<Variable> outs,
-      autograd::RecordOp(
-          "SelectiveScan", inputs, {std::move(r.y), std::move(r.final_state)},
-          [in, wants, saved_states](
-              const std::vector<Tensor>& g) -> absl::StatusOr<std::vector<Tensor>> {
-            LYRA_ASSIGN_OR_RETURN(SelectiveScanGrads gr,
-                                  SelectiveScanBackward(in, g[0], g[1], saved_states));
-            std::vector<Tensor> out = {gr.du, gr.ddelta, gr.dA, gr.dB, gr.dC,
-                                       gr.dD, gr.dz, gr.ddelta_bias, gr.dinitial_state};
-            for (size_t i = 0; i < out.size(); ++i) {
-              if (!wants[i]) out[i] = Tensor();
-            }
-            return out;
-          }));
+      RecordScanNode("SelectiveScan", inputs, std::move(r.y), std::move(r.final_state),
+                     [in, saved_states](const Tensor& dy, const Tensor& dfinal_state)
+                         -> absl::StatusOr<std::vector<Tensor>> {
+                       LYRA_ASSIGN_OR_RETURN(
+                           SelectiveScanGrads gr,
+                           SelectiveScanBackward(in, dy, dfinal_state, saved_states));
+                       return std::vector<Tensor>{gr.du, gr.ddelta,       gr.dA,
+                                                  gr.dB, gr.dC,           gr.dD,
+                                                  gr.dz, gr.ddelta_bias, gr.dinitial_state};
+                     }));
   return SelectiveScanOutputs{std::move(outs[0]), std::move(outs[1])};
 }
 
@@ -418,15 +364,15 @@ absl::StatusOr<Tensor> SelectiveStateUpdate(const Tensor& state, const Tensor& x
         absl::StrCat(kOp, ": x must be a floating-point [B, D] tensor, got ", x.Describe()));
   }
   const int64_t batch = x.size(0), dim = x.size(1);
-  const DType dtype = x.dtype(), pdtype = ParamDType(dtype);
+  const DType dtype = x.dtype(), pdtype = ScanParamDType(dtype);
   if (A.dim() != 2 || A.size(0) != dim) {
     return absl::InvalidArgumentError(
         absl::StrCat(kOp, ": A must be [D, N] with D = ", dim, ", got ", A.Describe()));
   }
   const int64_t dstate = A.size(1);
-  LYRA_RETURN_IF_ERROR(Expect(kOp, "A", A, A.shape(), pdtype));
-  LYRA_RETURN_IF_ERROR(Expect(kOp, "state", state, {batch, dim, dstate}, pdtype));
-  LYRA_RETURN_IF_ERROR(Expect(kOp, "dt", dt, x.shape(), dtype));
+  LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(kOp, "A", A, A.shape(), pdtype));
+  LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(kOp, "state", state, {batch, dim, dstate}, pdtype));
+  LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(kOp, "dt", dt, x.shape(), dtype));
   if (B.dim() != 2 && B.dim() != 3) {
     return absl::InvalidArgumentError(
         absl::StrCat(kOp, ": B must be [B, G, N] or [B, N], got ", B.Describe()));
@@ -440,17 +386,14 @@ absl::StatusOr<Tensor> SelectiveStateUpdate(const Tensor& state, const Tensor& x
         kOp, ": B must be ", ShapeToString(bc_shape), " (G dividing D = ", dim,
         ") of x's dtype or f32, got ", B.Describe()));
   }
-  LYRA_RETURN_IF_ERROR(Expect(kOp, "C (as B)", C, bc_shape, B.dtype()));
-  if (D.defined()) LYRA_RETURN_IF_ERROR(Expect(kOp, "D", D, {dim}, pdtype));
-  if (z.defined()) LYRA_RETURN_IF_ERROR(Expect(kOp, "z", z, x.shape(), dtype));
-  if (dt_bias.defined()) LYRA_RETURN_IF_ERROR(Expect(kOp, "dt_bias", dt_bias, {dim}, pdtype));
-  for (const Tensor* t : {&state, &dt, &A, &B, &C, &D, &z, &dt_bias}) {
-    if (t->defined() && t->device() != x.device()) {
-      return absl::InvalidArgumentError(absl::StrCat(kOp, ": ", t->Describe(),
-                                                     " is not on x's device (", x.Describe(),
-                                                     ")"));
-    }
+  LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(kOp, "C (as B)", C, bc_shape, B.dtype()));
+  if (D.defined()) LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(kOp, "D", D, {dim}, pdtype));
+  if (z.defined()) LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(kOp, "z", z, x.shape(), dtype));
+  if (dt_bias.defined()) {
+    LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(kOp, "dt_bias", dt_bias, {dim}, pdtype));
   }
+  LYRA_RETURN_IF_ERROR(
+      CheckSameDevice(kOp, "x", x, {&state, &dt, &A, &B, &C, &D, &z, &dt_bias}));
   LYRA_ASSIGN_OR_RETURN(Tensor B3, B.dim() == 2 ? B.Unsqueeze(1) : absl::StatusOr<Tensor>(B));
   LYRA_ASSIGN_OR_RETURN(Tensor C3, C.dim() == 2 ? C.Unsqueeze(1) : absl::StatusOr<Tensor>(C));
   LYRA_ASSIGN_OR_RETURN(Tensor y, Tensor::Empty(x.shape(), dtype, x.device()));

@@ -9,6 +9,8 @@
 #include "autograd/node.h"
 #include "base/status_macros.h"
 #include "cuda/ssd.h"
+#include "mamba/scan_node.h"
+#include "mamba/tensor_checks.h"
 #include "tensor/dispatch.h"
 #include "tensor/shape.h"
 
@@ -17,38 +19,36 @@ namespace {
 
 using autograd::Variable;
 
-// The dtype of A, D, dt_bias and the states for activations of `dtype`.
-DType ParamDType(DType dtype) { return dtype == DType::kF64 ? DType::kF64 : DType::kF32; }
-
-absl::Status Expect(absl::string_view op, absl::string_view name, const Tensor& t,
-                    const Shape& shape, DType dtype) {
-  if (t.shape() != shape || t.dtype() != dtype) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " must be ", DTypeName(dtype),
-                                                   ShapeToString(shape), ", got ", t.Describe()));
+// A (H), D (H) or (H, P) and dt_bias (H) of the scan and of the single step, in `pdtype`.
+absl::Status CheckHeadParameters(absl::string_view op, const Tensor& A, const Tensor& D,
+                                 const Tensor& dt_bias, int64_t heads, int64_t head_dim,
+                                 DType pdtype) {
+  LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(op, "A", A, {heads}, pdtype));
+  if (D.defined()) {
+    const Shape d_shape = D.dim() == 2 ? Shape{heads, head_dim} : Shape{heads};
+    LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(op, "D ([H] or [H, P])", D, d_shape, pdtype));
+  }
+  if (dt_bias.defined()) {
+    LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(op, "dt_bias", dt_bias, {heads}, pdtype));
   }
   return absl::OkStatus();
 }
 
-absl::Status SameDevice(absl::string_view op, const Tensor& x,
-                        std::initializer_list<const Tensor*> ts) {
-  for (const Tensor* t : ts) {
-    if (t->defined() && t->device() != x.device()) {
-      return absl::InvalidArgumentError(absl::StrCat(op, ": ", t->Describe(),
-                                                     " is not on x's device (", x.Describe(), ")"));
-    }
+// The A, D and dt_bias fields, named alike in cuda::SsdParams and cuda::SsdStateUpdateParams.
+template <typename Params>
+void SetHeadParameters(const Tensor& A, const Tensor& D, const Tensor& dt_bias, Params& p) {
+  p.A = A.data();
+  p.A_stride = A.stride(0);
+  if (D.defined()) {
+    p.D = D.data();
+    p.D_per_head_dim = D.dim() == 2;
+    p.D_stride_h = D.stride(0);
+    p.D_stride_p = p.D_per_head_dim ? D.stride(1) : 0;
   }
-  return absl::OkStatus();
-}
-
-// On CUDA the kernels read unit stride along the last dim (P or N): copy other operands.
-absl::StatusOr<Tensor> UnitLastStride(const Tensor& t) {
-  if (!t.defined() || !t.device().is_cuda() || t.stride(-1) == 1 || t.size(-1) <= 1) return t;
-  return t.Contiguous();
-}
-// On CUDA the kernels read contiguous states.
-absl::StatusOr<Tensor> ContiguousOnCuda(const Tensor& t) {
-  if (!t.defined() || !t.device().is_cuda() || t.is_contiguous()) return t;
-  return t.Contiguous();
+  if (dt_bias.defined()) {
+    p.dt_bias = dt_bias.data();
+    p.dt_bias_stride = dt_bias.stride(0);
+  }
 }
 
 // The checked inputs in the layouts the kernels read.
@@ -68,9 +68,8 @@ absl::StatusOr<Operands> Check(absl::string_view op, const SsdInputs& in) {
   o.length = in.x.size(1);
   o.heads = in.x.size(2);
   o.head_dim = in.x.size(3);
-  const DType dtype = in.x.dtype(), pdtype = ParamDType(dtype);
-  LYRA_RETURN_IF_ERROR(Expect(op, "dt", in.dt, {o.batch, o.length, o.heads}, dtype));
-  LYRA_RETURN_IF_ERROR(Expect(op, "A", in.A, {o.heads}, pdtype));
+  const DType dtype = in.x.dtype(), pdtype = ScanParamDType(dtype);
+  LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(op, "dt", in.dt, {o.batch, o.length, o.heads}, dtype));
   if (in.B.dim() != 4 || in.B.size(0) != o.batch || in.B.size(1) != o.length ||
       in.B.dtype() != dtype) {
     return absl::InvalidArgumentError(absl::StrCat(op, ": B must be [B, L, G, N] = [", o.batch,
@@ -79,33 +78,28 @@ absl::StatusOr<Operands> Check(absl::string_view op, const SsdInputs& in) {
   }
   o.groups = in.B.size(2);
   o.dstate = in.B.size(3);
-  if (o.groups < 1 || o.heads % o.groups != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": the group count G = ", o.groups,
-                                                   " of B ", in.B.Describe(),
-                                                   " must divide H = ", o.heads));
-  }
-  LYRA_RETURN_IF_ERROR(Expect(op, "C (as B)", in.C, in.B.shape(), dtype));
-  if (in.D.defined()) {
-    const Shape d_shape = in.D.dim() == 2 ? Shape{o.heads, o.head_dim} : Shape{o.heads};
-    LYRA_RETURN_IF_ERROR(Expect(op, "D ([H] or [H, P])", in.D, d_shape, pdtype));
-  }
-  if (in.z.defined()) LYRA_RETURN_IF_ERROR(Expect(op, "z", in.z, in.x.shape(), dtype));
-  if (in.dt_bias.defined()) {
-    LYRA_RETURN_IF_ERROR(Expect(op, "dt_bias", in.dt_bias, {o.heads}, pdtype));
+  LYRA_RETURN_IF_ERROR(CheckGroupsDivide(op, in.B, o.groups, "H", o.heads));
+  LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(op, "C (as B)", in.C, in.B.shape(), dtype));
+  LYRA_RETURN_IF_ERROR(
+      CheckHeadParameters(op, in.A, in.D, in.dt_bias, o.heads, o.head_dim, pdtype));
+  if (in.z.defined()) {
+    LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(op, "z", in.z, in.x.shape(), dtype));
   }
   if (in.initial_state.defined()) {
-    LYRA_RETURN_IF_ERROR(Expect(op, "initial_state", in.initial_state,
-                                {o.batch, o.heads, o.head_dim, o.dstate}, pdtype));
+    LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(op, "initial_state", in.initial_state,
+                                             {o.batch, o.heads, o.head_dim, o.dstate}, pdtype));
   }
   if (in.seq_idx.defined()) {
-    LYRA_RETURN_IF_ERROR(Expect(op, "seq_idx", in.seq_idx, {o.batch, o.length}, DType::kI32));
+    LYRA_RETURN_IF_ERROR(
+        ExpectShapeAndDType(op, "seq_idx", in.seq_idx, {o.batch, o.length}, DType::kI32));
   }
-  LYRA_RETURN_IF_ERROR(SameDevice(op, in.x, {&in.dt, &in.A, &in.B, &in.C, &in.D, &in.z,
-                                             &in.dt_bias, &in.initial_state, &in.seq_idx}));
-  LYRA_ASSIGN_OR_RETURN(o.x, UnitLastStride(in.x));
-  LYRA_ASSIGN_OR_RETURN(o.z, UnitLastStride(in.z));
-  LYRA_ASSIGN_OR_RETURN(o.B, UnitLastStride(in.B));
-  LYRA_ASSIGN_OR_RETURN(o.C, UnitLastStride(in.C));
+  LYRA_RETURN_IF_ERROR(CheckSameDevice(op, "x", in.x,
+                                       {&in.dt, &in.A, &in.B, &in.C, &in.D, &in.z, &in.dt_bias,
+                                        &in.initial_state, &in.seq_idx}));
+  LYRA_ASSIGN_OR_RETURN(o.x, UnitLastStrideOnCuda(in.x));
+  LYRA_ASSIGN_OR_RETURN(o.z, UnitLastStrideOnCuda(in.z));
+  LYRA_ASSIGN_OR_RETURN(o.B, UnitLastStrideOnCuda(in.B));
+  LYRA_ASSIGN_OR_RETURN(o.C, UnitLastStrideOnCuda(in.C));
   LYRA_ASSIGN_OR_RETURN(o.initial_state, ContiguousOnCuda(in.initial_state));
   o.dt = in.dt;
   o.A = in.A;
@@ -137,8 +131,7 @@ cuda::SsdParams MakeParams(const Operands& o, const SsdInputs& in) {
   p.dt_stride_b = o.dt.stride(0);
   p.dt_stride_l = o.dt.stride(1);
   p.dt_stride_h = o.dt.stride(2);
-  p.A = o.A.data();
-  p.A_stride = o.A.stride(0);
+  SetHeadParameters(o.A, o.D, o.dt_bias, p);
   p.B = o.B.data();
   p.B_stride_b = o.B.stride(0);
   p.B_stride_l = o.B.stride(1);
@@ -149,22 +142,12 @@ cuda::SsdParams MakeParams(const Operands& o, const SsdInputs& in) {
   p.C_stride_l = o.C.stride(1);
   p.C_stride_g = o.C.stride(2);
   p.C_stride_n = o.C.stride(3);
-  if (o.D.defined()) {
-    p.D = o.D.data();
-    p.D_per_head_dim = o.D.dim() == 2;
-    p.D_stride_h = o.D.stride(0);
-    p.D_stride_p = p.D_per_head_dim ? o.D.stride(1) : 0;
-  }
   if (o.z.defined()) {
     p.z = o.z.data();
     p.z_stride_b = o.z.stride(0);
     p.z_stride_l = o.z.stride(1);
     p.z_stride_h = o.z.stride(2);
     p.z_stride_p = o.z.stride(3);
-  }
-  if (o.dt_bias.defined()) {
-    p.dt_bias = o.dt_bias.data();
-    p.dt_bias_stride = o.dt_bias.stride(0);
   }
   if (o.initial_state.defined()) {
     p.initial_state = o.initial_state.data();
@@ -193,7 +176,7 @@ absl::StatusOr<SsdResult> SsdForward(const SsdInputs& in) {
   LYRA_ASSIGN_OR_RETURN(Operands o, Check(kOp, in));
   cuda::SsdParams p = MakeParams(o, in);
   const Device device = in.x.device();
-  const DType pdtype = ParamDType(in.x.dtype());
+  const DType pdtype = ScanParamDType(in.x.dtype());
   SsdResult r;
   LYRA_ASSIGN_OR_RETURN(r.y, Tensor::Empty(in.x.shape(), in.x.dtype(), device));
   LYRA_ASSIGN_OR_RETURN(r.final_state, Tensor::Empty(StateShape(o), pdtype, device));
@@ -210,11 +193,7 @@ absl::StatusOr<SsdResult> SsdForward(const SsdInputs& in) {
   LYRA_RETURN_IF_ERROR(cuda::SsdSupported(p, device.is_cuda()));
   if (r.y.numel() == 0) {
     // Nothing to scan: the final state is the initial one (L == 0), or has no element.
-    if (r.final_state.numel() > 0) {
-      LYRA_RETURN_IF_ERROR(o.initial_state.defined() && o.length == 0
-                               ? r.final_state.CopyFrom(o.initial_state)
-                               : r.final_state.Fill(0));
-    }
+    LYRA_RETURN_IF_ERROR(CarryStateThroughEmptyScan(o.initial_state, o.length, r.final_state));
     return r;
   }
   if (device.is_cuda()) {
@@ -232,19 +211,16 @@ absl::StatusOr<SsdGrads> SsdBackward(const SsdInputs& in, const Tensor& dy,
   constexpr absl::string_view kOp = "SsdBackward";
   LYRA_ASSIGN_OR_RETURN(Operands o, Check(kOp, in));
   const Device device = in.x.device();
-  const DType dtype = in.x.dtype(), pdtype = ParamDType(dtype);
-  LYRA_RETURN_IF_ERROR(internal::CheckDefined(kOp, {&dy}));
-  if (dy.shape() != in.x.shape() || dy.dtype() != dtype || dy.device() != device) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": dy ", dy.Describe(), " must match x ", in.x.Describe()));
-  }
+  const DType dtype = in.x.dtype(), pdtype = ScanParamDType(dtype);
+  LYRA_RETURN_IF_ERROR(CheckOutputGrad(kOp, dy, "x", in.x));
   if (dfinal_state.defined()) {
-    LYRA_RETURN_IF_ERROR(Expect(kOp, "dfinal_state", dfinal_state, StateShape(o), pdtype));
-    LYRA_RETURN_IF_ERROR(SameDevice(kOp, in.x, {&dfinal_state}));
+    LYRA_RETURN_IF_ERROR(
+        ExpectShapeAndDType(kOp, "dfinal_state", dfinal_state, StateShape(o), pdtype));
+    LYRA_RETURN_IF_ERROR(CheckSameDevice(kOp, "x", in.x, {&dfinal_state}));
   }
   cuda::SsdBackwardParams bp;
   bp.forward = MakeParams(o, in);
-  LYRA_ASSIGN_OR_RETURN(Tensor dy_p, UnitLastStride(dy));
+  LYRA_ASSIGN_OR_RETURN(Tensor dy_p, UnitLastStrideOnCuda(dy));
   bp.dy = dy_p.data();
   bp.dy_stride_b = dy_p.stride(0);
   bp.dy_stride_l = dy_p.stride(1);
@@ -314,26 +290,17 @@ absl::StatusOr<SsdGrads> SsdBackward(const SsdInputs& in, const Tensor& dy,
   }
   const bool empty = in.x.numel() == 0;
   if (device.is_cuda() && !empty && chunk_states.defined()) {
-    LYRA_RETURN_IF_ERROR(
-        Expect(kOp, "chunk_states", chunk_states, ChunkStatesShape(o, in.chunk), pdtype));
-    if (!chunk_states.is_contiguous() || chunk_states.device() != device) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          kOp, ": chunk_states ", chunk_states.Describe(), " must be contiguous on x's device"));
-    }
+    LYRA_RETURN_IF_ERROR(CheckSavedChunkStates(kOp, chunk_states, ChunkStatesShape(o, in.chunk),
+                                               pdtype, "x", in.x));
     bp.chunk_states = chunk_states.data();
   }
   LYRA_RETURN_IF_ERROR(cuda::SsdBackwardSupported(bp, device.is_cuda()));
   if (empty) {
     // y has no element: nothing depends on the inputs but the final state, which is the
     // initial one when L == 0 (and has no element otherwise).
-    for (Tensor* t : {&g.dx, &g.ddt, &g.dA, &g.dB, &g.dC, &g.dD, &g.dz, &g.ddt_bias}) {
-      if (t->defined() && t->numel() > 0) LYRA_RETURN_IF_ERROR(t->Fill(0));
-    }
-    if (g.dinitial_state.defined() && g.dinitial_state.numel() > 0) {
-      LYRA_RETURN_IF_ERROR(dfinal_state.defined() && o.length == 0
-                               ? g.dinitial_state.CopyFrom(dfinal_state)
-                               : g.dinitial_state.Fill(0));
-    }
+    LYRA_RETURN_IF_ERROR(
+        FillZeros({&g.dx, &g.ddt, &g.dA, &g.dB, &g.dC, &g.dD, &g.dz, &g.ddt_bias}));
+    LYRA_RETURN_IF_ERROR(CarryStateThroughEmptyScan(dfinal_state, o.length, g.dinitial_state));
     return g;
   }
   LYRA_RETURN_IF_ERROR(
@@ -348,36 +315,30 @@ absl::StatusOr<SsdOutputs> Ssd(const Variable& x, const Variable& dt, const Vari
   if (!x.defined() || !dt.defined() || !A.defined() || !B.defined() || !C.defined()) {
     return absl::InvalidArgumentError("Ssd: x, dt, A, B and C must be defined");
   }
-  const auto data = [](const Variable& v) { return v.defined() ? v.data() : Tensor(); };
   SsdInputs in = options;
   in.x = x.data();
   in.dt = dt.data();
   in.A = A.data();
   in.B = B.data();
   in.C = C.data();
-  in.D = data(D);
-  in.z = data(z);
-  in.dt_bias = data(dt_bias);
-  in.initial_state = data(initial_state);
+  in.D = DataOrUndefined(D);
+  in.z = DataOrUndefined(z);
+  in.dt_bias = DataOrUndefined(dt_bias);
+  in.initial_state = DataOrUndefined(initial_state);
   LYRA_ASSIGN_OR_RETURN(SsdResult r, SsdForward(in));
   const std::vector<Variable> inputs = {x, dt, A, B, C, D, z, dt_bias, initial_state};
-  std::vector<bool> wants(inputs.size());
-  for (size_t i = 0; i < inputs.size(); ++i) wants[i] = inputs[i].requires_grad();
   const Tensor saved_states = autograd::AnyRequiresGrad(inputs) ? r.chunk_states : Tensor();
   LYRA_ASSIGN_OR_RETURN(
       std::vector<Variable> outs,
-      autograd::RecordOp(
-          "Ssd", inputs, {std::move(r.y), std::move(r.final_state)},
-          [in, wants, saved_states](
-              const std::vector<Tensor>& g) -> absl::StatusOr<std::vector<Tensor>> {
-            LYRA_ASSIGN_OR_RETURN(SsdGrads gr, SsdBackward(in, g[0], g[1], saved_states));
-            std::vector<Tensor> out = {gr.dx, gr.ddt, gr.dA, gr.dB, gr.dC,
-                                       gr.dD, gr.dz, gr.ddt_bias, gr.dinitial_state};
-            for (size_t i = 0; i < out.size(); ++i) {
-              if (!wants[i]) out[i] = Tensor();
-            }
-            return out;
-          }));
+      RecordScanNode("Ssd", inputs, std::move(r.y), std::move(r.final_state),
+                     [in, saved_states](const Tensor& dy, const Tensor& dfinal_state)
+                         -> absl::StatusOr<std::vector<Tensor>> {
+                       LYRA_ASSIGN_OR_RETURN(SsdGrads gr,
+                                             SsdBackward(in, dy, dfinal_state, saved_states));
+                       return std::vector<Tensor>{gr.dx, gr.ddt,    gr.dA,
+                                                  gr.dB, gr.dC,     gr.dD,
+                                                  gr.dz, gr.ddt_bias, gr.dinitial_state};
+                     }));
   return SsdOutputs{std::move(outs[0]), std::move(outs[1])};
 }
 
@@ -392,33 +353,26 @@ absl::StatusOr<Tensor> SsdStateUpdate(const Tensor& state, const Tensor& x, cons
         absl::StrCat(kOp, ": x must be a floating-point [B, H, P] tensor, got ", x.Describe()));
   }
   const int64_t batch = x.size(0), heads = x.size(1), head_dim = x.size(2);
-  const DType dtype = x.dtype(), pdtype = ParamDType(dtype);
-  LYRA_RETURN_IF_ERROR(Expect(kOp, "dt", dt, {batch, heads}, dtype));
-  LYRA_RETURN_IF_ERROR(Expect(kOp, "A", A, {heads}, pdtype));
+  const DType dtype = x.dtype(), pdtype = ScanParamDType(dtype);
+  LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(kOp, "dt", dt, {batch, heads}, dtype));
   if (B.dim() != 3 || B.size(0) != batch || B.dtype() != dtype) {
     return absl::InvalidArgumentError(absl::StrCat(kOp, ": B must be [B, G, N] = [", batch,
                                                    ", G, N] of x's dtype ", DTypeName(dtype),
                                                    ", got ", B.Describe()));
   }
   const int64_t groups = B.size(1), dstate = B.size(2);
-  if (groups < 1 || heads % groups != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(kOp, ": the group count G = ", groups,
-                                                   " of B ", B.Describe(),
-                                                   " must divide H = ", heads));
-  }
-  LYRA_RETURN_IF_ERROR(Expect(kOp, "C (as B)", C, B.shape(), dtype));
-  LYRA_RETURN_IF_ERROR(Expect(kOp, "state", state, {batch, heads, head_dim, dstate}, pdtype));
-  if (D.defined()) {
-    const Shape d_shape = D.dim() == 2 ? Shape{heads, head_dim} : Shape{heads};
-    LYRA_RETURN_IF_ERROR(Expect(kOp, "D ([H] or [H, P])", D, d_shape, pdtype));
-  }
-  if (z.defined()) LYRA_RETURN_IF_ERROR(Expect(kOp, "z", z, x.shape(), dtype));
-  if (dt_bias.defined()) LYRA_RETURN_IF_ERROR(Expect(kOp, "dt_bias", dt_bias, {heads}, pdtype));
-  LYRA_RETURN_IF_ERROR(SameDevice(kOp, x, {&state, &dt, &A, &B, &C, &D, &z, &dt_bias}));
-  LYRA_ASSIGN_OR_RETURN(Tensor xs, UnitLastStride(x));
-  LYRA_ASSIGN_OR_RETURN(Tensor zs, UnitLastStride(z));
-  LYRA_ASSIGN_OR_RETURN(Tensor Bs, UnitLastStride(B));
-  LYRA_ASSIGN_OR_RETURN(Tensor Cs, UnitLastStride(C));
+  LYRA_RETURN_IF_ERROR(CheckGroupsDivide(kOp, B, groups, "H", heads));
+  LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(kOp, "C (as B)", C, B.shape(), dtype));
+  LYRA_RETURN_IF_ERROR(
+      ExpectShapeAndDType(kOp, "state", state, {batch, heads, head_dim, dstate}, pdtype));
+  LYRA_RETURN_IF_ERROR(CheckHeadParameters(kOp, A, D, dt_bias, heads, head_dim, pdtype));
+  if (z.defined()) LYRA_RETURN_IF_ERROR(ExpectShapeAndDType(kOp, "z", z, x.shape(), dtype));
+  LYRA_RETURN_IF_ERROR(
+      CheckSameDevice(kOp, "x", x, {&state, &dt, &A, &B, &C, &D, &z, &dt_bias}));
+  LYRA_ASSIGN_OR_RETURN(Tensor xs, UnitLastStrideOnCuda(x));
+  LYRA_ASSIGN_OR_RETURN(Tensor zs, UnitLastStrideOnCuda(z));
+  LYRA_ASSIGN_OR_RETURN(Tensor Bs, UnitLastStrideOnCuda(B));
+  LYRA_ASSIGN_OR_RETURN(Tensor Cs, UnitLastStrideOnCuda(C));
   // The kernel updates a contiguous state in place; a strided one is updated through a copy.
   LYRA_ASSIGN_OR_RETURN(Tensor work, ContiguousOnCuda(state));
   LYRA_ASSIGN_OR_RETURN(Tensor y, Tensor::Empty(x.shape(), dtype, x.device()));
@@ -444,8 +398,7 @@ absl::StatusOr<Tensor> SsdStateUpdate(const Tensor& state, const Tensor& x, cons
   p.dt = dt.data();
   p.dt_stride_b = dt.stride(0);
   p.dt_stride_h = dt.stride(1);
-  p.A = A.data();
-  p.A_stride = A.stride(0);
+  SetHeadParameters(A, D, dt_bias, p);
   p.B = Bs.data();
   p.B_stride_b = Bs.stride(0);
   p.B_stride_g = Bs.stride(1);
@@ -454,21 +407,11 @@ absl::StatusOr<Tensor> SsdStateUpdate(const Tensor& state, const Tensor& x, cons
   p.C_stride_b = Cs.stride(0);
   p.C_stride_g = Cs.stride(1);
   p.C_stride_n = Cs.stride(2);
-  if (D.defined()) {
-    p.D = D.data();
-    p.D_per_head_dim = D.dim() == 2;
-    p.D_stride_h = D.stride(0);
-    p.D_stride_p = p.D_per_head_dim ? D.stride(1) : 0;
-  }
   if (zs.defined()) {
     p.z = zs.data();
     p.z_stride_b = zs.stride(0);
     p.z_stride_h = zs.stride(1);
     p.z_stride_p = zs.stride(2);
-  }
-  if (dt_bias.defined()) {
-    p.dt_bias = dt_bias.data();
-    p.dt_bias_stride = dt_bias.stride(0);
   }
   p.y = y.data();
   p.y_stride_b = y.stride(0);
