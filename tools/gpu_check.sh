@@ -9,7 +9,7 @@
 #
 # FILTER (optional) is a Google Benchmark regex for the benchmark part (default: the headline
 # shapes of each family). The binaries are the all-in-one //tests:gpu_tests and
-# //benchmarks:all_benchmarks (regenerate their srcs after adding suites: see tests/BUILD).
+# //benchmarks:all_benchmarks (after adding suites: python3 tools/gen_gpu_targets.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
