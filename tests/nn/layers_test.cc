@@ -235,7 +235,7 @@ TEST(DropoutTest, GradientIsMaskOverKeepProbability) {
   for (size_t i = 0; i < grad.size(); ++i) {
     const bool kept = yv[i] != 0;
     EXPECT_EQ(grad[i], kept ? 1 / (1 - p) : 0.0) << i;
-    if (kept) EXPECT_NEAR(yv[i], xv[i] / (1 - p), 1e-15);
+    if (kept) { EXPECT_NEAR(yv[i], xv[i] / (1 - p), 1e-15); }
   }
 }
 

@@ -273,7 +273,7 @@ TEST(FunctionalLinearTest, MatchesCompositionForwardAndBackward) {
       EXPECT_TRUE(AllClose(x1.grad(), x2.grad(), DefaultTolerance(dtype)));
       EXPECT_TRUE(AllClose(w1.grad(), w2.grad(), DefaultTolerance(dtype)));
       EXPECT_EQ(x1.grad().shape(), c.x_shape);
-      if (c.bias) EXPECT_TRUE(AllClose(b1.grad(), b2.grad(), DefaultTolerance(dtype)));
+      if (c.bias) { EXPECT_TRUE(AllClose(b1.grad(), b2.grad(), DefaultTolerance(dtype))); }
     }
   }
 }
@@ -406,7 +406,7 @@ TEST(FunctionalLinearTest, CudaMatchesCpuForwardAndBackward) {
       EXPECT_TRUE(AllClose(y[1], y[0], DotTolerance(dtype, in)));
       EXPECT_TRUE(AllClose(dx[1], dx[0], DotTolerance(dtype, c.out)));
       EXPECT_TRUE(AllClose(dw[1], dw[0], DotTolerance(dtype, rows)));
-      if (c.bias) EXPECT_TRUE(AllClose(db[1], db[0], DotTolerance(dtype, rows)));
+      if (c.bias) { EXPECT_TRUE(AllClose(db[1], db[0], DotTolerance(dtype, rows))); }
     }
   }
 }

@@ -646,7 +646,7 @@ TEST(InjectLoraTest, ModulesToSaveTrainsACopyAndKeepsTheOriginal) {
   EXPECT_TRUE(live.requires_grad());
   ASSERT_OK(live.set_data(Tensor::Full(live.shape(), 3.0, live.dtype()).value()));
   for (const auto& [k, t] : model->StateDict()) {
-    if (k == "backbone.norm_f.weight") EXPECT_EQ(D(t), D(norm0));
+    if (k == "backbone.norm_f.weight") { EXPECT_EQ(D(t), D(norm0)); }
   }
   ASSERT_OK_AND_ASSIGN(Variable changed, model->Forward(Ids()));
   EXPECT_FALSE(AllClose(changed.data(), before.data(), kF64));

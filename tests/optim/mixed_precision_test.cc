@@ -127,7 +127,7 @@ void ExpectRecipeWorks(Device device) {
         << PrecisionName(p) << " on " << device.ToString();
     // FP16 starts at scale 2^16 and may skip a few overflowing steps while backing off; BF16
     // never scales.
-    if (p == Precision::kBf16) EXPECT_EQ(r.skipped, 0);
+    if (p == Precision::kBf16) { EXPECT_EQ(r.skipped, 0); }
     EXPECT_LT(r.skipped, 20) << PrecisionName(p);
   }
 }
