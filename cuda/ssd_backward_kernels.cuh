@@ -418,15 +418,18 @@ class Workspace {
   int count_ = 0;
 };
 
-// The reduction partials for R rows.
+// The reduction partials for R rows; without `per_head_bc` no dB / dC partials (the chunk kernel
+// then writes dB and dC itself).
 inline absl::StatusOr<Partials> AllocatePartials(const SsdParams& f, int64_t rows, int64_t length,
-                                                 Workspace& ws) {
+                                                 Workspace& ws, bool per_head_bc = true) {
   Partials part;
   part.rows = rows;
   part.length = length;
   const int64_t n_bc = f.batch * length * f.heads * f.dstate;
-  LYRA_ASSIGN_OR_RETURN(part.dB, ws.Floats(n_bc));
-  LYRA_ASSIGN_OR_RETURN(part.dC, ws.Floats(n_bc));
+  if (per_head_bc) {
+    LYRA_ASSIGN_OR_RETURN(part.dB, ws.Floats(n_bc));
+    LYRA_ASSIGN_OR_RETURN(part.dC, ws.Floats(n_bc));
+  }
   LYRA_ASSIGN_OR_RETURN(part.dA, ws.Floats(rows * f.heads));
   LYRA_ASSIGN_OR_RETURN(part.dbias, ws.Floats(rows * f.heads));
   LYRA_ASSIGN_OR_RETURN(part.dD, ws.Floats(rows * f.heads * f.head_dim));
@@ -438,9 +441,11 @@ absl::Status LaunchReduce(const SsdBackwardParams& bp, const Partials& part, cud
   const SsdParams& f = bp.forward;
   const int64_t total = f.batch * f.length * f.groups * f.dstate;
   constexpr int kThreads = 256;
-  SsdBackwardReduceKernel<T><<<static_cast<unsigned>((total + kThreads - 1) / kThreads), kThreads,
-                               0, stream>>>(bp, part);
-  LYRA_RETURN_IF_ERROR(LastLaunchStatus("SsdBackwardReduceKernel", __FILE__, __LINE__));
+  if (part.dB != nullptr) {  // else the chunk kernel wrote dB and dC
+    SsdBackwardReduceKernel<T><<<static_cast<unsigned>((total + kThreads - 1) / kThreads),
+                                 kThreads, 0, stream>>>(bp, part);
+    LYRA_RETURN_IF_ERROR(LastLaunchStatus("SsdBackwardReduceKernel", __FILE__, __LINE__));
+  }
   const int64_t outputs = 2 * f.heads + (f.D_per_head_dim ? f.heads * f.head_dim : f.heads);
   SsdParamReduceKernel<T><<<static_cast<unsigned>(outputs), kParamReduceThreads, 0, stream>>>(bp,
                                                                                           part);
@@ -546,7 +551,9 @@ struct ChunkLayout {
   int q, P, N;
   int pq, pp, pn;      // operand pitches (q, P, N plus the MmaType padding)
   int fq, fp;          // f32 pitches of the q x q and q x P products
+  int fn;              // f32 pitch of the dB / dC sums over a group's heads (grouped blocks)
   size_t x, dout, xs, doute, b, c, state, m, lgd, f0, f1, scal, bytes;  // byte offsets
+  size_t sum_db, sum_dc, grouped_bytes;  // grouped blocks: the two q x N sums after `bytes`
   size_t local_bytes;  // ChunkLocalKernel: xs, doute, b, c, scalars
 
   template <typename T>
@@ -572,6 +579,10 @@ struct ChunkLayout {
     l.f1 = carve.Take(sizeof(float) * q * fw);
     l.scal = carve.Take(sizeof(float) * (10 * 64 + 2 * 32 + 16));
     l.bytes = carve.bytes;
+    l.fn = N + 4;
+    l.sum_db = carve.Take(sizeof(float) * q * l.fn);
+    l.sum_dc = carve.Take(sizeof(float) * q * l.fn);
+    l.grouped_bytes = carve.bytes;
     ssd::SmemCarve local;
     local.Take(sizeof(E) * q * l.pp);  // xs
     local.Take(sizeof(E) * q * l.pp);  // doute
@@ -798,6 +809,10 @@ struct ChunkWorkspace {
   bool compute_states = false;
   bool vec_x = false;              // 16-byte loads of x, dy, z rows
   bool vec_bc = false;             // 16-byte loads of B, C rows
+  // Grouped blocks: a block per (c, g, b) walks the H / G heads of group g, summing dB and dC
+  // in shared memory and writing them itself (no per-head partials, B and C staged once);
+  // else a block per (c, h, b) and per-head dB / dC partials.
+  bool grouped = false;
   Partials part;
 };
 
@@ -907,8 +922,9 @@ __global__ void __launch_bounds__(kChunkThreads)
   using RowRow = wmma::row_major;
   using Col = wmma::col_major;
   const SsdParams& f = bp.forward;
-  const int64_t c = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  const int64_t H = f.heads, L = f.length, g = h / (H / f.groups), nq = ws.n_chunks;
+  const int64_t c = blockIdx.x, b = blockIdx.z;
+  const int64_t H = f.heads, L = f.length, hpg = H / f.groups, nq = ws.n_chunks;
+  const int64_t g = ws.grouped ? blockIdx.y : blockIdx.y / hpg;
   const int q = lay.q, P = lay.P, N = lay.N;
   const int64_t t0 = c * q;
   const int tid = threadIdx.x, warp = tid / 32;
@@ -925,271 +941,312 @@ __global__ void __launch_bounds__(kChunkThreads)
   float* f0 = reinterpret_cast<float*>(chunk_smem + lay.f0);
   float* f1 = reinterpret_cast<float*>(chunk_smem + lay.f1);
   const ChunkScalars sc = ChunkScalars::Carve(reinterpret_cast<float*>(chunk_smem + lay.scal));
-
-  LoadScalarsWithDecay<T>(f, b, h, c, q, sc);
-  const float A = static_cast<const float*>(f.A)[h * f.A_stride];
-  const float* Dp = static_cast<const float*>(f.D);
+  float* sum_db = ws.grouped ? reinterpret_cast<float*>(chunk_smem + lay.sum_db) : nullptr;
+  float* sum_dc = ws.grouped ? reinterpret_cast<float*>(chunk_smem + lay.sum_dc) : nullptr;
   const int64_t PN = static_cast<int64_t>(P) * N;
-  const int64_t state_off = ((b * nq + c) * H + h) * PN;
-
-  // Stage X, dOut, w dt' X, e dOut, B, C and dS_out.
-  StageXRows<T, kHasZ>(bp, b, h, t0, q, P, ws.vec_x,
-                       [&](int r, int p0, const auto& x, const auto& d) {
-                         const float ws_r = sc.w[r] * sc.dt[r], e_r = sc.e[r];
-#pragma unroll
-                         for (int j = 0; j < static_cast<int>(sizeof(x) / sizeof(float)); ++j) {
-                           const int o = r * lay.pp + p0 + j;
-                           s_x[o] = ssd::ToElem<E>(x[j]);
-                           s_dout[o] = ssd::ToElem<E>(d[j]);
-                           s_xs[o] = ssd::ToElem<E>(x[j] * ws_r);
-                           s_doute[o] = ssd::ToElem<E>(d[j] * e_r);
-                         }
-                       });
+  // B and C are the group's: staged once for all the block's heads.
   StageBC<T>(f, b, g, t0, q, N, lay.pn, ws.vec_bc, s_b, s_c);
-  StageState(ws.dstates + state_off, nullptr, P, N, lay.pn, s_state);
-  __syncthreads();
+  if (ws.grouped) {
+    for (int i = tid; i < q * lay.fn; i += blockDim.x) sum_db[i] = sum_dc[i] = 0.f;
+  }
+  const int64_t h_first = ws.grouped ? g * hpg : blockIdx.y;
+  const int64_t h_count = ws.grouped ? hpg : 1;
+  for (int64_t h = h_first; h < h_first + h_count; ++h) {
+    LoadScalarsWithDecay<T>(f, b, h, c, q, sc);
+    const float A = static_cast<const float*>(f.A)[h * f.A_stride];
+    const float* Dp = static_cast<const float*>(f.D);
+    const int64_t state_off = ((b * nq + c) * H + h) * PN;
 
-  // C Bᵀ -> f0 and G = dOut Xᵀ -> f1 (q x q).
-  {
-    const int tq = q / 16;
-    for (int tile = warp; tile < 2 * tq * tq; tile += kChunkWarps) {
-      const int which = tile / (tq * tq), tm = (tile % (tq * tq)) / tq, tn = tile % tq;
-      typename ssd::Mma<T, RowRow, Col>::Acc acc;
-      wmma::fill_fragment(acc, 0.f);
-      if (which == 0) {
-        TileProduct<T, RowRow, Col>(acc, s_c, lay.pn, s_b, lay.pn, tm, tn, N);
-        wmma::store_matrix_sync(f0 + tm * 16 * lay.fq + tn * 16, acc, lay.fq, wmma::mem_row_major);
-      } else {
-        TileProduct<T, RowRow, Col>(acc, s_dout, lay.pp, s_x, lay.pp, tm, tn, P);
-        wmma::store_matrix_sync(f1 + tm * 16 * lay.fq + tn * 16, acc, lay.fq, wmma::mem_row_major);
-      }
-    }
-  }
-  __syncthreads();
-  // M = C Bᵀ ∘ Lmask, LGd = G ∘ Lmask ∘ dt'_s; K = M ∘ G ∘ dt'_s kept in f0.
-  for (int i = tid; i < q * q; i += blockDim.x) {
-    const int l = i / q, s = i % q;
-    float lm = 0.f;
-    if (s <= l && sc.seg[s] == sc.seg[l]) lm = expf(sc.cum[l] - sc.cum[s]);
-    const float m = f0[l * lay.fq + s] * lm;
-    const float gg = f1[l * lay.fq + s];
-    s_m[l * lay.pq + s] = ssd::ToElem<E>(m);
-    s_lgd[l * lay.pq + s] = ssd::ToElem<E>(gg * lm * sc.dt[s]);
-    f0[l * lay.fq + s] = m * gg * sc.dt[s];
-  }
-  __syncthreads();
-  if (tid < q) {
-    float row = 0.f, col = 0.f;
-    for (int s = 0; s < q; ++s) {
-      row += f0[tid * lay.fq + s];
-      col += f0[s * lay.fq + tid];
-    }
-    sc.dcum[tid] = row - col;
-  }
-  __syncthreads();
+    // Stage X, dOut, w dt' X, e dOut, B, C and dS_out.
+    StageXRows<T, kHasZ>(bp, b, h, t0, q, P, ws.vec_x,
+                         [&](int r, int p0, const auto& x, const auto& d) {
+                           const float ws_r = sc.w[r] * sc.dt[r], e_r = sc.e[r];
+  #pragma unroll
+                           for (int j = 0; j < static_cast<int>(sizeof(x) / sizeof(float)); ++j) {
+                             const int o = r * lay.pp + p0 + j;
+                             s_x[o] = ssd::ToElem<E>(x[j]);
+                             s_dout[o] = ssd::ToElem<E>(d[j]);
+                             s_xs[o] = ssd::ToElem<E>(x[j] * ws_r);
+                             s_doute[o] = ssd::ToElem<E>(d[j] * e_r);
+                           }
+                         });
+    StageState(ws.dstates + state_off, nullptr, P, N, lay.pn, s_state);
+    __syncthreads();
 
-  // U1 = Mᵀ dOut -> f1, U2 = B dS_outᵀ -> f0 (q x P); this head's dB = LGdᵀ C + (w dt' X) dS_out.
-  const int64_t part_row = (b * ws.part.length + t0) * H + h;  // partial row of position 0
-  {
-    const int tq = q / 16, tp = P / 16, tnn = N / 16;
-    const int n_u = tq * tp;
-    for (int tile = warp; tile < 2 * n_u + tq * tnn; tile += kChunkWarps) {
-      if (tile < n_u) {
-        const int tm = tile / tp, tn = tile % tp;
-        typename ssd::Mma<T, Col, RowRow>::Acc acc;
-        wmma::fill_fragment(acc, 0.f);
-        TileProduct<T, Col, RowRow>(acc, s_m, lay.pq, s_dout, lay.pp, tm, tn, q);
-        wmma::store_matrix_sync(f1 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
-      } else if (tile < 2 * n_u) {
-        const int tm = (tile - n_u) / tp, tn = (tile - n_u) % tp;
+    // C Bᵀ -> f0 and G = dOut Xᵀ -> f1 (q x q).
+    {
+      const int tq = q / 16;
+      for (int tile = warp; tile < 2 * tq * tq; tile += kChunkWarps) {
+        const int which = tile / (tq * tq), tm = (tile % (tq * tq)) / tq, tn = tile % tq;
         typename ssd::Mma<T, RowRow, Col>::Acc acc;
         wmma::fill_fragment(acc, 0.f);
-        TileProduct<T, RowRow, Col>(acc, s_b, lay.pn, s_state, lay.pn, tm, tn, N);
-        wmma::store_matrix_sync(f0 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
-      } else {
-        const int tm = (tile - 2 * n_u) / tnn, tn = (tile - 2 * n_u) % tnn;
-        typename ssd::Mma<T, Col, RowRow>::Acc acc;
-        wmma::fill_fragment(acc, 0.f);
-        TileProduct<T, Col, RowRow>(acc, s_lgd, lay.pq, s_c, lay.pn, tm, tn, q);
-        TileProduct<T, RowRow, RowRow>(acc, s_xs, lay.pp, s_state, lay.pn, tm, tn, P);
-        wmma::store_matrix_sync(ws.part.dB + (part_row + tm * 16 * H) * N + tn * 16, acc,
-                                static_cast<unsigned>(H * N), wmma::mem_row_major);
-      }
-    }
-  }
-  __syncthreads();
-
-  // dx, the x-side ddt' and W_s (row sums over p); `tpr` threads share a row.
-  const int tpr = kChunkThreads / q;
-  const int my_row = tid / tpr, my_sub = tid % tpr;
-  {
-    float acc_ddt = 0.f, acc_w = 0.f;
-    const int r = my_row;
-    const int64_t t = t0 + r;
-    for (int pp = my_sub; pp < P; pp += tpr) {
-      const float x = ssd::FromElem(s_x[r * lay.pp + pp]);
-      const float u2 = f0[r * lay.fp + pp];
-      const float u = f1[r * lay.fp + pp] + sc.w[r] * u2;
-      if (t < L) {
-        float dx = sc.dt[r] * u;
-        if (Dp != nullptr) {
-          // dout: exact in shared memory without z (it is dy); with z recomputed in f32.
-          const float dout = kHasZ ? LoadDout<T, kHasZ>(bp, b, t, h, pp)
-                                   : ssd::FromElem(s_dout[r * lay.pp + pp]);
-          dx += Dp[h * f.D_stride_h + (f.D_per_head_dim ? pp * f.D_stride_p : 0)] * dout;
+        if (which == 0) {
+          TileProduct<T, RowRow, Col>(acc, s_c, lay.pn, s_b, lay.pn, tm, tn, N);
+          wmma::store_matrix_sync(f0 + tm * 16 * lay.fq + tn * 16, acc, lay.fq, wmma::mem_row_major);
+        } else {
+          TileProduct<T, RowRow, Col>(acc, s_dout, lay.pp, s_x, lay.pp, tm, tn, P);
+          wmma::store_matrix_sync(f1 + tm * 16 * lay.fq + tn * 16, acc, lay.fq, wmma::mem_row_major);
         }
-        St<T>(bp.dx, b * bp.dx_stride_b + t * bp.dx_stride_l + h * bp.dx_stride_h + pp, dx);
       }
-      acc_ddt += x * u;
-      acc_w += x * u2;
     }
-    for (int o = tpr / 2; o > 0; o /= 2) {
-      acc_ddt += __shfl_xor_sync(0xffffffffu, acc_ddt, o);
-      acc_w += __shfl_xor_sync(0xffffffffu, acc_w, o);
-    }
-    if (my_sub == 0) {
-      sc.ddt[r] = acc_ddt;
-      const float wv = sc.w[r] * sc.dt[r] * acc_w;
-      sc.dcum[r] -= wv;
-      f1[r * lay.fp + P] = wv;  // the pitch's spare column: W_s, summed below
-    }
-  }
-  // M ∘ dt'_s for the recomputed output (dz).
-  if constexpr (kHasZ) {
+    __syncthreads();
+    // M = C Bᵀ ∘ Lmask, LGd = G ∘ Lmask ∘ dt'_s; K = M ∘ G ∘ dt'_s kept in f0.
     for (int i = tid; i < q * q; i += blockDim.x) {
       const int l = i / q, s = i % q;
-      s_m[l * lay.pq + s] = ssd::ToElem<E>(ssd::FromElem(s_m[l * lay.pq + s]) * sc.dt[s]);
+      float lm = 0.f;
+      if (s <= l && sc.seg[s] == sc.seg[l]) lm = expf(sc.cum[l] - sc.cum[s]);
+      const float m = f0[l * lay.fq + s] * lm;
+      const float gg = f1[l * lay.fq + s];
+      s_m[l * lay.pq + s] = ssd::ToElem<E>(m);
+      s_lgd[l * lay.pq + s] = ssd::ToElem<E>(gg * lm * sc.dt[s]);
+      f0[l * lay.fq + s] = m * gg * sc.dt[s];
     }
-  }
-  __syncthreads();
-  // Stage S_in over dS_out; Z = decay <dS_out, S_in>; the end's dcum gets sum_s W_s + Z.
-  {
-    float z = StageState(ws.states_in + state_off, ws.dstates + state_off, P, N, lay.pn, s_state);
-    float wsum = 0.f;
-    if (tid == 0) {
-      for (int s = 0; s < q; ++s) wsum += f1[s * lay.fp + P];
-    }
-    z = ChunkBlockSum(z, sc.red);  // ends with a barrier
-    if (tid == 0) sc.dcum[q - 1] += wsum + sc.e[q - 1] * z;
-  }
-  __syncthreads();
-
-  // This head's dC = LGd B + (e dOut) S_in; out2 = C S_inᵀ -> f0; out1 = (M dt') X -> f1 (z).
-  {
-    const int tq = q / 16, tp = P / 16, tnn = N / 16;
-    const int n_dc = tq * tnn, n_o = tq * tp;
-    const int total = n_dc + n_o + (kHasZ ? n_o : 0);
-    for (int tile = warp; tile < total; tile += kChunkWarps) {
-      if (tile < n_dc) {
-        const int tm = tile / tnn, tn = tile % tnn;
-        typename ssd::Mma<T, RowRow, RowRow>::Acc acc;
-        wmma::fill_fragment(acc, 0.f);
-        TileProduct<T, RowRow, RowRow>(acc, s_lgd, lay.pq, s_b, lay.pn, tm, tn, q);
-        TileProduct<T, RowRow, RowRow>(acc, s_doute, lay.pp, s_state, lay.pn, tm, tn, P);
-        wmma::store_matrix_sync(ws.part.dC + (part_row + tm * 16 * H) * N + tn * 16, acc,
-                                static_cast<unsigned>(H * N), wmma::mem_row_major);
-      } else if (tile < n_dc + n_o) {
-        const int tm = (tile - n_dc) / tp, tn = (tile - n_dc) % tp;
-        typename ssd::Mma<T, RowRow, Col>::Acc acc;
-        wmma::fill_fragment(acc, 0.f);
-        TileProduct<T, RowRow, Col>(acc, s_c, lay.pn, s_state, lay.pn, tm, tn, N);
-        wmma::store_matrix_sync(f0 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
-      } else {
-        const int tm = (tile - n_dc - n_o) / tp, tn = (tile - n_dc - n_o) % tp;
-        typename ssd::Mma<T, RowRow, RowRow>::Acc acc;
-        wmma::fill_fragment(acc, 0.f);
-        TileProduct<T, RowRow, RowRow>(acc, s_m, lay.pq, s_x, lay.pp, tm, tn, q);
-        wmma::store_matrix_sync(f1 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
+    __syncthreads();
+    if (tid < q) {
+      float row = 0.f, col = 0.f;
+      for (int s = 0; s < q; ++s) {
+        row += f0[tid * lay.fq + s];
+        col += f0[s * lay.fq + tid];
       }
+      sc.dcum[tid] = row - col;
     }
-  }
-  __syncthreads();
+    __syncthreads();
 
-  // V_l = (e dOut)_l · out2_l into dcum; dz; dout x into f1 for the dD column sums.
-  {
-    float acc_v = 0.f;
-    const int r = my_row;
-    const int64_t t = t0 + r;
-    for (int pp = my_sub; pp < P; pp += tpr) {
-      const float o2 = f0[r * lay.fp + pp];
-      acc_v += ssd::FromElem(s_doute[r * lay.pp + pp]) * o2;
-      // x (and dy without z) are exact in shared memory (E holds every value of T).
-      const float x = ssd::FromElem(s_x[r * lay.pp + pp]);
-      float dout = ssd::FromElem(s_dout[r * lay.pp + pp]);
-      if (kHasZ && t < L) {
-        const float Dv =
-            Dp != nullptr ? Dp[h * f.D_stride_h + (f.D_per_head_dim ? pp * f.D_stride_p : 0)] : 0.f;
-        const float dy =
-            Ld<T>(bp.dy, b * bp.dy_stride_b + t * bp.dy_stride_l + h * bp.dy_stride_h + pp);
-        {
-          const float zv = Ld<T>(f.z, b * f.z_stride_b + t * f.z_stride_l + h * f.z_stride_h + pp);
-          const float out = f1[r * lay.fp + pp] + sc.e[r] * o2 + Dv * x;
-          St<T>(bp.dz, b * bp.dz_stride_b + t * bp.dz_stride_l + h * bp.dz_stride_h + pp,
-                dy * out * SiluGradF(zv));
-          dout = dy * SiluF(zv);
+    // U1 = Mᵀ dOut -> f1, U2 = B dS_outᵀ -> f0 (q x P); this head's dB = LGdᵀ C + (w dt' X) dS_out.
+    const int64_t part_row = (b * ws.part.length + t0) * H + h;  // partial row of position 0
+    {
+      const int tq = q / 16, tp = P / 16, tnn = N / 16;
+      const int n_u = tq * tp;
+      for (int tile = warp; tile < 2 * n_u + tq * tnn; tile += kChunkWarps) {
+        if (tile < n_u) {
+          const int tm = tile / tp, tn = tile % tp;
+          typename ssd::Mma<T, Col, RowRow>::Acc acc;
+          wmma::fill_fragment(acc, 0.f);
+          TileProduct<T, Col, RowRow>(acc, s_m, lay.pq, s_dout, lay.pp, tm, tn, q);
+          wmma::store_matrix_sync(f1 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
+        } else if (tile < 2 * n_u) {
+          const int tm = (tile - n_u) / tp, tn = (tile - n_u) % tp;
+          typename ssd::Mma<T, RowRow, Col>::Acc acc;
+          wmma::fill_fragment(acc, 0.f);
+          TileProduct<T, RowRow, Col>(acc, s_b, lay.pn, s_state, lay.pn, tm, tn, N);
+          wmma::store_matrix_sync(f0 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
+        } else {
+          const int tm = (tile - 2 * n_u) / tnn, tn = (tile - 2 * n_u) % tnn;
+          typename ssd::Mma<T, Col, RowRow>::Acc acc;
+          float* sum = ws.grouped ? sum_db + tm * 16 * lay.fn + tn * 16 : nullptr;
+          if (ws.grouped) {
+            wmma::load_matrix_sync(acc, sum, lay.fn, wmma::mem_row_major);
+          } else {
+            wmma::fill_fragment(acc, 0.f);
+          }
+          TileProduct<T, Col, RowRow>(acc, s_lgd, lay.pq, s_c, lay.pn, tm, tn, q);
+          TileProduct<T, RowRow, RowRow>(acc, s_xs, lay.pp, s_state, lay.pn, tm, tn, P);
+          if (ws.grouped) {
+            wmma::store_matrix_sync(sum, acc, lay.fn, wmma::mem_row_major);
+          } else {
+            wmma::store_matrix_sync(ws.part.dB + (part_row + tm * 16 * H) * N + tn * 16, acc,
+                                    static_cast<unsigned>(H * N), wmma::mem_row_major);
+          }
         }
       }
-      f1[r * lay.fp + pp] = dout * x;
     }
-    for (int o = tpr / 2; o > 0; o /= 2) acc_v += __shfl_xor_sync(0xffffffffu, acc_v, o);
-    if (my_sub == 0) sc.dcum[r] += acc_v;
-  }
-  __syncthreads();
+    __syncthreads();
 
-  // dD partial (column sums), then ddt, dA and ddt_bias from the reverse cumulative dcum.
-  const int64_t prow = (b * nq + c) * H + h;  // partial row of (b, c, h)
-  for (int pp = tid; pp < P; pp += blockDim.x) {
-    float s = 0.f;
-    for (int r = 0; r < q; ++r) s += f1[r * lay.fp + pp];
-    ws.part.dD[prow * P + pp] = s;
-  }
-  if (warp == 0) {
-    // Reverse inclusive scan of dcum over q <= 64 positions: two per lane.
-    const int lane = tid;
-    const int l0 = q - 1 - 2 * lane, l1 = l0 - 1;  // lane 0 takes the end
-    float v0 = l0 >= 0 ? sc.dcum[l0] : 0.f, v1 = l1 >= 0 ? sc.dcum[l1] : 0.f;
-    float pair = v0 + v1;
-    float incl = pair;
-#pragma unroll
-    for (int o = 1; o < 32; o *= 2) {
-      const float u = __shfl_up_sync(0xffffffffu, incl, o);
-      if (lane >= o) incl += u;
-    }
-    const float before = incl - pair;  // sum over positions after l0
-    const float r0 = before + v0, r1 = r0 + v1;
-    const float bias = f.dt_bias != nullptr
-                           ? static_cast<const float*>(f.dt_bias)[h * f.dt_bias_stride] : 0.f;
-    float da = 0.f, dbias = 0.f;
-    for (int k = 0; k < 2; ++k) {
-      const int l = k == 0 ? l0 : l1;
-      const float rev = k == 0 ? r0 : r1;
-      if (l < 0) continue;
-      const int64_t t = t0 + l;
-      da += sc.dt[l] * rev;
-      if (t < L) {
-        const DtPrime d = ComputeDtPrime(
-            Ld<T>(f.dt, b * f.dt_stride_b + t * f.dt_stride_l + h * f.dt_stride_h), bias,
-            f.dt_softplus, static_cast<float>(f.dt_min), static_cast<float>(f.dt_max));
-        const float ddt = (sc.ddt[l] + A * rev) * d.grad;
-        St<T>(bp.ddt, b * bp.ddt_stride_b + t * bp.ddt_stride_l + h * bp.ddt_stride_h, ddt);
-        dbias += ddt;
+    // dx, the x-side ddt' and W_s (row sums over p); `tpr` threads share a row.
+    const int tpr = kChunkThreads / q;
+    const int my_row = tid / tpr, my_sub = tid % tpr;
+    {
+      float acc_ddt = 0.f, acc_w = 0.f;
+      const int r = my_row;
+      const int64_t t = t0 + r;
+      for (int pp = my_sub; pp < P; pp += tpr) {
+        const float x = ssd::FromElem(s_x[r * lay.pp + pp]);
+        const float u2 = f0[r * lay.fp + pp];
+        const float u = f1[r * lay.fp + pp] + sc.w[r] * u2;
+        if (t < L) {
+          float dx = sc.dt[r] * u;
+          if (Dp != nullptr) {
+            // dout: exact in shared memory without z (it is dy); with z recomputed in f32.
+            const float dout = kHasZ ? LoadDout<T, kHasZ>(bp, b, t, h, pp)
+                                     : ssd::FromElem(s_dout[r * lay.pp + pp]);
+            dx += Dp[h * f.D_stride_h + (f.D_per_head_dim ? pp * f.D_stride_p : 0)] * dout;
+          }
+          St<T>(bp.dx, b * bp.dx_stride_b + t * bp.dx_stride_l + h * bp.dx_stride_h + pp, dx);
+        }
+        acc_ddt += x * u;
+        acc_w += x * u2;
+      }
+      for (int o = tpr / 2; o > 0; o /= 2) {
+        acc_ddt += __shfl_xor_sync(0xffffffffu, acc_ddt, o);
+        acc_w += __shfl_xor_sync(0xffffffffu, acc_w, o);
+      }
+      if (my_sub == 0) {
+        sc.ddt[r] = acc_ddt;
+        const float wv = sc.w[r] * sc.dt[r] * acc_w;
+        sc.dcum[r] -= wv;
+        f1[r * lay.fp + P] = wv;  // the pitch's spare column: W_s, summed below
       }
     }
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2) {
-      da += __shfl_xor_sync(0xffffffffu, da, o);
-      dbias += __shfl_xor_sync(0xffffffffu, dbias, o);
+    // M ∘ dt'_s for the recomputed output (dz).
+    if constexpr (kHasZ) {
+      for (int i = tid; i < q * q; i += blockDim.x) {
+        const int l = i / q, s = i % q;
+        s_m[l * lay.pq + s] = ssd::ToElem<E>(ssd::FromElem(s_m[l * lay.pq + s]) * sc.dt[s]);
+      }
     }
-    if (lane == 0) {
-      ws.part.dA[prow] = da;
-      ws.part.dbias[prow] = dbias;
+    __syncthreads();
+    // Stage S_in over dS_out; Z = decay <dS_out, S_in>; the end's dcum gets sum_s W_s + Z.
+    {
+      float z = StageState(ws.states_in + state_off, ws.dstates + state_off, P, N, lay.pn, s_state);
+      float wsum = 0.f;
+      if (tid == 0) {
+        for (int s = 0; s < q; ++s) wsum += f1[s * lay.fp + P];
+      }
+      z = ChunkBlockSum(z, sc.red);  // ends with a barrier
+      if (tid == 0) sc.dcum[q - 1] += wsum + sc.e[q - 1] * z;
+    }
+    __syncthreads();
+
+    // This head's dC = LGd B + (e dOut) S_in; out2 = C S_inᵀ -> f0; out1 = (M dt') X -> f1 (z).
+    {
+      const int tq = q / 16, tp = P / 16, tnn = N / 16;
+      const int n_dc = tq * tnn, n_o = tq * tp;
+      const int total = n_dc + n_o + (kHasZ ? n_o : 0);
+      for (int tile = warp; tile < total; tile += kChunkWarps) {
+        if (tile < n_dc) {
+          const int tm = tile / tnn, tn = tile % tnn;
+          typename ssd::Mma<T, RowRow, RowRow>::Acc acc;
+          float* sum = ws.grouped ? sum_dc + tm * 16 * lay.fn + tn * 16 : nullptr;
+          if (ws.grouped) {
+            wmma::load_matrix_sync(acc, sum, lay.fn, wmma::mem_row_major);
+          } else {
+            wmma::fill_fragment(acc, 0.f);
+          }
+          TileProduct<T, RowRow, RowRow>(acc, s_lgd, lay.pq, s_b, lay.pn, tm, tn, q);
+          TileProduct<T, RowRow, RowRow>(acc, s_doute, lay.pp, s_state, lay.pn, tm, tn, P);
+          if (ws.grouped) {
+            wmma::store_matrix_sync(sum, acc, lay.fn, wmma::mem_row_major);
+          } else {
+            wmma::store_matrix_sync(ws.part.dC + (part_row + tm * 16 * H) * N + tn * 16, acc,
+                                    static_cast<unsigned>(H * N), wmma::mem_row_major);
+          }
+        } else if (tile < n_dc + n_o) {
+          const int tm = (tile - n_dc) / tp, tn = (tile - n_dc) % tp;
+          typename ssd::Mma<T, RowRow, Col>::Acc acc;
+          wmma::fill_fragment(acc, 0.f);
+          TileProduct<T, RowRow, Col>(acc, s_c, lay.pn, s_state, lay.pn, tm, tn, N);
+          wmma::store_matrix_sync(f0 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
+        } else {
+          const int tm = (tile - n_dc - n_o) / tp, tn = (tile - n_dc - n_o) % tp;
+          typename ssd::Mma<T, RowRow, RowRow>::Acc acc;
+          wmma::fill_fragment(acc, 0.f);
+          TileProduct<T, RowRow, RowRow>(acc, s_m, lay.pq, s_x, lay.pp, tm, tn, q);
+          wmma::store_matrix_sync(f1 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
+        }
+      }
+    }
+    __syncthreads();
+
+    // V_l = (e dOut)_l · out2_l into dcum; dz; dout x into f1 for the dD column sums.
+    {
+      float acc_v = 0.f;
+      const int r = my_row;
+      const int64_t t = t0 + r;
+      for (int pp = my_sub; pp < P; pp += tpr) {
+        const float o2 = f0[r * lay.fp + pp];
+        acc_v += ssd::FromElem(s_doute[r * lay.pp + pp]) * o2;
+        // x (and dy without z) are exact in shared memory (E holds every value of T).
+        const float x = ssd::FromElem(s_x[r * lay.pp + pp]);
+        float dout = ssd::FromElem(s_dout[r * lay.pp + pp]);
+        if (kHasZ && t < L) {
+          const float Dv =
+              Dp != nullptr ? Dp[h * f.D_stride_h + (f.D_per_head_dim ? pp * f.D_stride_p : 0)] : 0.f;
+          const float dy =
+              Ld<T>(bp.dy, b * bp.dy_stride_b + t * bp.dy_stride_l + h * bp.dy_stride_h + pp);
+          {
+            const float zv = Ld<T>(f.z, b * f.z_stride_b + t * f.z_stride_l + h * f.z_stride_h + pp);
+            const float out = f1[r * lay.fp + pp] + sc.e[r] * o2 + Dv * x;
+            St<T>(bp.dz, b * bp.dz_stride_b + t * bp.dz_stride_l + h * bp.dz_stride_h + pp,
+                  dy * out * SiluGradF(zv));
+            dout = dy * SiluF(zv);
+          }
+        }
+        f1[r * lay.fp + pp] = dout * x;
+      }
+      for (int o = tpr / 2; o > 0; o /= 2) acc_v += __shfl_xor_sync(0xffffffffu, acc_v, o);
+      if (my_sub == 0) sc.dcum[r] += acc_v;
+    }
+    __syncthreads();
+
+    // dD partial (column sums), then ddt, dA and ddt_bias from the reverse cumulative dcum.
+    const int64_t prow = (b * nq + c) * H + h;  // partial row of (b, c, h)
+    for (int pp = tid; pp < P; pp += blockDim.x) {
+      float s = 0.f;
+      for (int r = 0; r < q; ++r) s += f1[r * lay.fp + pp];
+      ws.part.dD[prow * P + pp] = s;
+    }
+    if (warp == 0) {
+      // Reverse inclusive scan of dcum over q <= 64 positions: two per lane.
+      const int lane = tid;
+      const int l0 = q - 1 - 2 * lane, l1 = l0 - 1;  // lane 0 takes the end
+      float v0 = l0 >= 0 ? sc.dcum[l0] : 0.f, v1 = l1 >= 0 ? sc.dcum[l1] : 0.f;
+      float pair = v0 + v1;
+      float incl = pair;
+  #pragma unroll
+      for (int o = 1; o < 32; o *= 2) {
+        const float u = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += u;
+      }
+      const float before = incl - pair;  // sum over positions after l0
+      const float r0 = before + v0, r1 = r0 + v1;
+      const float bias = f.dt_bias != nullptr
+                             ? static_cast<const float*>(f.dt_bias)[h * f.dt_bias_stride] : 0.f;
+      float da = 0.f, dbias = 0.f;
+      for (int k = 0; k < 2; ++k) {
+        const int l = k == 0 ? l0 : l1;
+        const float rev = k == 0 ? r0 : r1;
+        if (l < 0) continue;
+        const int64_t t = t0 + l;
+        da += sc.dt[l] * rev;
+        if (t < L) {
+          const DtPrime d = ComputeDtPrime(
+              Ld<T>(f.dt, b * f.dt_stride_b + t * f.dt_stride_l + h * f.dt_stride_h), bias,
+              f.dt_softplus, static_cast<float>(f.dt_min), static_cast<float>(f.dt_max));
+          const float ddt = (sc.ddt[l] + A * rev) * d.grad;
+          St<T>(bp.ddt, b * bp.ddt_stride_b + t * bp.ddt_stride_l + h * bp.ddt_stride_h, ddt);
+          dbias += ddt;
+        }
+      }
+  #pragma unroll
+      for (int o = 16; o > 0; o /= 2) {
+        da += __shfl_xor_sync(0xffffffffu, da, o);
+        dbias += __shfl_xor_sync(0xffffffffu, dbias, o);
+      }
+      if (lane == 0) {
+        ws.part.dA[prow] = da;
+        ws.part.dbias[prow] = dbias;
+      }
+    }
+    __syncthreads();  // the next head overwrites the scalars and the staged tiles
+  }  // heads
+
+  // Grouped blocks: the dB / dC sums over the group's heads, rounded once.
+  if (ws.grouped) {
+    for (int i = tid; i < q * N; i += blockDim.x) {
+      const int r = i / N, n = i % N;
+      const int64_t t = t0 + r;
+      if (t >= L) continue;
+      St<T>(bp.dB, b * bp.dB_stride_b + t * bp.dB_stride_l + g * bp.dB_stride_g + n * bp.dB_stride_n,
+            sum_db[r * lay.fn + n]);
+      St<T>(bp.dC, b * bp.dC_stride_b + t * bp.dC_stride_l + g * bp.dC_stride_g + n * bp.dC_stride_n,
+            sum_dc[r * lay.fn + n]);
     }
   }
 }
 
 // Whether the chunked kernels take this problem, and with which chunk length.
 inline int ChunkedChunkLength(const SsdParams& f, size_t smem_limit, bool f32) {
-  if (f.head_dim % 16 != 0 || f.head_dim > 64 || f.dstate % 16 != 0) return 0;
+  if (f.head_dim % 16 != 0 || f.head_dim > 128 || f.dstate % 16 != 0) return 0;
   for (int q = 64; q >= 16; q /= 2) {
     if (q > f.chunk) continue;
     const ChunkLayout lay = f32 ? ChunkLayout::Make<float>(q, static_cast<int>(f.head_dim),
@@ -1235,9 +1292,22 @@ absl::Status ChunkedBackwardWithZ(const SsdBackwardParams& bp, int q, cudaStream
     ws.states_in = static_cast<const float*>(bp.chunk_states);
   }
   LYRA_ASSIGN_OR_RETURN(ws.decay, arena.Floats(B * H * nq));
-  LYRA_ASSIGN_OR_RETURN(ws.part, AllocatePartials(f, B * nq, nq * q, arena));
+  // Grouped blocks where they fill the device (a block per SM at these shared-memory sizes) and
+  // their two sums fit in shared memory.
+  int device = 0, sms = 0, smem_limit = 0;
+  LYRA_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  LYRA_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  LYRA_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  ws.grouped = H / f.groups > 1 && B * nq * f.groups >= sms &&
+               lay.grouped_bytes <= static_cast<size_t>(smem_limit);
+  LYRA_ASSIGN_OR_RETURN(ws.part, AllocatePartials(f, B * nq, nq * q, arena, !ws.grouped));
+  const size_t chunk_bytes = ws.grouped ? lay.grouped_bytes : lay.bytes;
 
   const dim3 grid(static_cast<unsigned>(nq), static_cast<unsigned>(H), static_cast<unsigned>(B));
+  const dim3 chunk_grid(static_cast<unsigned>(nq),
+                        static_cast<unsigned>(ws.grouped ? f.groups : H),
+                        static_cast<unsigned>(B));
   LYRA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(ChunkLocalKernel<T, kHasZ>,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                  static_cast<int>(lay.local_bytes)));
@@ -1250,8 +1320,8 @@ absl::Status ChunkedBackwardWithZ(const SsdBackwardParams& bp, int q, cudaStream
   LYRA_RETURN_IF_ERROR(LastLaunchStatus("StatePassKernel", __FILE__, __LINE__));
   LYRA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(ChunkBackwardKernel<T, kHasZ>,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 static_cast<int>(lay.bytes)));
-  ChunkBackwardKernel<T, kHasZ><<<grid, kChunkThreads, lay.bytes, stream>>>(bp, ws, lay);
+                                                 static_cast<int>(chunk_bytes)));
+  ChunkBackwardKernel<T, kHasZ><<<chunk_grid, kChunkThreads, chunk_bytes, stream>>>(bp, ws, lay);
   LYRA_RETURN_IF_ERROR(LastLaunchStatus("ChunkBackwardKernel", __FILE__, __LINE__));
   return LaunchReduce<T>(bp, ws.part, stream);
 }

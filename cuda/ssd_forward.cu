@@ -10,6 +10,8 @@
 // Every operand comes straight from global memory (L2 serves the re-reads of B, C and dt by
 // the P rows). Precision: f32 state and arithmetic, expf; outputs rounded once. chunk_states
 // (entry c = the state before step c Q, before its reset) and final_state as in cuda/ssd.h.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -155,9 +157,12 @@ namespace {
 
 // Step 2 of the chunked forward (ssd_forward_kernels.cuh): a thread per state element (p, n) of
 // (b, h) walks the chunks, in place over the state workspace (B, n_chunks, H, P, N): local
-// states in, entering states (chunk_states) out; the last passed state is final_state.
+// states in, entering states (chunk_states) out; the last passed state is final_state. With
+// `states16` the entering states are also written rounded to bf16 (or f16), in the same layout:
+// the operand the 16-bit output kernel stages (ssd_forward_mma_kernels.cuh).
 __global__ void __launch_bounds__(kThreads)
-    SsdStatePassingKernel(const SsdParams p, float* states, const float* chunk_decay) {
+    SsdStatePassingKernel(const SsdParams p, float* states, const float* chunk_decay,
+                          void* states16, bool bf16) {
   const int64_t H = p.heads, P = p.head_dim, N = p.dstate, PN = P * N;
   const int64_t n_chunks = (p.length + p.chunk - 1) / p.chunk;
   const int64_t e = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
@@ -185,6 +190,14 @@ __global__ void __launch_bounds__(kThreads)
     for (int j = 0; j < kBatch; ++j) {
       if (c0 + j < n_chunks) {
         st[(c0 + j) * step] = s;
+        if (states16 != nullptr) {
+          const int64_t at = (b * n_chunks * H + h) * PN + e + (c0 + j) * step;
+          if (bf16) {
+            static_cast<__nv_bfloat16*>(states16)[at] = __float2bfloat16_rn(s);
+          } else {
+            static_cast<__half*>(states16)[at] = __float2half_rn(s);
+          }
+        }
         s = fmaf(dec[j], s, local[j]);
       }
     }
@@ -199,10 +212,10 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 absl::Status LaunchStatePassing(const SsdParams& p, float* states, const float* chunk_decay,
-                                cudaStream_t stream) {
+                                void* states16, bool bf16, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((p.head_dim * p.dstate + kThreads - 1) / kThreads),
                   static_cast<unsigned>(p.batch * p.heads));
-  SsdStatePassingKernel<<<grid, kThreads, 0, stream>>>(p, states, chunk_decay);
+  SsdStatePassingKernel<<<grid, kThreads, 0, stream>>>(p, states, chunk_decay, states16, bf16);
   LYRA_CUDA_RETURN_IF_LAUNCH_ERROR("SsdStatePassingKernel");
   return absl::OkStatus();
 }

@@ -265,9 +265,10 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Step 2 (the state passing, in place over the state workspace: local states in, entering
-// states out; final_state), defined in ssd_forward.cu: it does not depend on the dtype.
+// states out; final_state; optionally a bf16 / f16 copy of the entering states), defined in
+// ssd_forward.cu: it does not depend on the dtype.
 absl::Status LaunchStatePassing(const SsdParams& p, float* states, const float* chunk_decay,
-                                cudaStream_t stream);
+                                void* states16, bool bf16, cudaStream_t stream);
 
 // kFrags: accumulator fragments per warp, enough for the padded P (as above); `stages` as in
 // OutputLayout.
@@ -510,9 +511,18 @@ absl::Status SetSmem(K kernel, size_t bytes) {
 }
 
 }  // namespace ssd
+}  // namespace lyra::cuda
+
+#include "cuda/ssd_forward_mma_kernels.cuh"
+
+namespace lyra::cuda {
 
 template <typename T>
 absl::Status SsdForwardTyped(const SsdParams& p, cudaStream_t stream) {
+  // bf16 / f16 with P <= 128: the mma.sync kernels (ssd_forward_mma_kernels.cuh).
+  if constexpr (!std::is_same_v<T, float>) {
+    if (p.head_dim <= 128) return ssd::SsdForwardMmaTyped<T>(p, stream);
+  }
   const int64_t B = p.batch, H = p.heads, P = p.head_dim, N = p.dstate, Q = p.chunk;
   const int64_t n_chunks = SsdNumChunks(p.length, Q);
   int device = 0, smem_limit = 0, smem_per_sm = 0;
@@ -563,7 +573,7 @@ absl::Status SsdForwardTyped(const SsdParams& p, cudaStream_t stream) {
     kernel<<<grid, ssd::kThreads, state_lay.bytes, stream>>>(p, states, decay, state_stages);
     return LastLaunchStatus("SsdChunkStateKernel", __FILE__, __LINE__);
   });
-  if (status.ok()) status.Update(ssd::LaunchStatePassing(p, states, decay, stream));
+  if (status.ok()) status.Update(ssd::LaunchStatePassing(p, states, decay, nullptr, false, stream));
   if (status.ok()) {
     status.Update(ssd::DispatchFrags(P, [&]<int kFrags>() -> absl::Status {
       const auto kernel = &ssd::SsdChunkOutputKernel<T, kFrags>;

@@ -3,11 +3,12 @@
 // SsdBackwardSequentialCuda (one block per (b, h) stepping the adjoint recurrence) against the
 // CPU reference SsdBackwardReference on the same inputs, comparing every gradient (dx, ddt, dA,
 // dB, dC, dD, dz, ddt_bias, dinitial_state) by ||gpu - ref|| / ||ref||. Covers f32 / f16 / bf16,
-// L not a multiple of the chunk, chunks 64 and 256 (and 16, 32), G = 1, 2, P in {64, 32, 80},
+// L not a multiple of the chunk, chunks 64 and 256 (and 16, 32), G = 1, 2, P in {64, 32, 80, 128},
 // N in {64, 128, 16, 256}, with and without z, D per head and per head dim, dt_bias and
 // softplus, initial state and dfinal_state, seq_idx resets (random and on chunk boundaries), the
-// dt clamp, chunk_states given by the forward or null (recomputed), determinism, and the Mamba-2
-// benchmark shape. Gradients are poisoned (NaN) before each run so that unwritten elements fail.
+// dt clamp, chunk_states given by the forward or null (recomputed), determinism, the Mamba-2
+// benchmark shape, and shapes large enough for the grouped chunk blocks. Gradients are poisoned
+// (NaN) before each run so that unwritten elements fail.
 // The argument checks run without a GPU.
 #include <cmath>
 #include <cstdint>
@@ -223,7 +224,7 @@ TEST(SsdBackwardCudaTest, GridMatchesReference) {
   int index = 0;
   for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
     for (int64_t chunk : {64, 256}) {
-      for (int64_t P : {64, 32}) {
+      for (int64_t P : {64, 32, 128}) {
         for (int64_t N : {64, 128, 16}) {
           ++index;
           Config c;
@@ -318,6 +319,24 @@ TEST(SsdBackwardCudaTest, Mamba2BenchmarkShape) {
     c.dstate = 256, c.has_z = true, c.seq = SeqMode::kRandom, c.has_init = true, c.length = 1000;
     c.has_dfinal = true;
     CheckAgainstReference(c, 301);
+  }
+}
+
+// Enough (batch, chunk, group) blocks to fill the device (B * L / 64 * G >= 132 multiprocessors of
+// an H100 / H200): the chunk kernel walks the heads of a group in one block and writes dB and dC
+// itself (ws.grouped in ssd_backward_kernels.cuh) instead of per-head partials.
+TEST(SsdBackwardCudaTest, GroupedBlocksMatchReference) {
+  LYRA_REQUIRE_GPU();
+  for (DType dtype : {DType::kBF16, DType::kF32, DType::kF16}) {
+    Config c;
+    c.name = "grouped blocks, one group";
+    c.dtype = dtype, c.batch = 5, c.length = 2048, c.heads = 4, c.head_dim = 64, c.dstate = 128;
+    c.chunk = 256, c.has_dfinal = true;
+    CheckAgainstReference(c, 400);
+    c.name = "grouped blocks, two groups, z, packed, P 128";
+    c.batch = 3, c.groups = 2, c.has_z = true, c.seq = SeqMode::kRandom, c.has_init = true;
+    c.head_dim = 128, c.length = 2000, c.give_chunk_states = false;
+    CheckAgainstReference(c, 401);
   }
 }
 

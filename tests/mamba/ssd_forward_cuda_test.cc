@@ -2,7 +2,7 @@
 // tensor-core kernels) and SsdSequentialCuda (the step-by-step baseline) against the CPU
 // reference SsdReference on the same inputs, comparing y, final_state and chunk_states by
 // ||gpu - ref|| / ||ref||. Covers f32 / f16 / bf16, L not a multiple of the chunk, chunks 64,
-// 128, 256 (and 16, 32), G = 1, 2, P in {64, 32, 80}, N in {64, 128, 16, 256}, with and without z,
+// 128, 256 (and 16, 32), G = 1, 2, P in {64, 32, 80, 128}, N in {64, 128, 16, 256}, with and without z,
 // D per head and per head dim, dt_bias and softplus, initial state, seq_idx resets (random and on
 // a chunk boundary), the dt clamp, and the Mamba-2 benchmark shape. Outputs are poisoned (NaN)
 // before each run so that unwritten elements fail. The argument checks run without a GPU.
@@ -125,7 +125,7 @@ TEST(SsdForwardCudaTest, GridMatchesReference) {
   int index = 0;
   for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
     for (int64_t chunk : {64, 128, 256}) {
-      for (int64_t P : {64, 32, 80}) {
+      for (int64_t P : {64, 32, 80, 128}) {
         for (int64_t N : {64, 128, 16, 256}) {
           ++index;
           Config c;
