@@ -961,7 +961,7 @@ __global__ void __launch_bounds__(kChunkThreads)
     StageXRows<T, kHasZ>(bp, b, h, t0, q, P, ws.vec_x,
                          [&](int r, int p0, const auto& x, const auto& d) {
                            const float ws_r = sc.w[r] * sc.dt[r], e_r = sc.e[r];
-  #pragma unroll
+#pragma unroll
                            for (int j = 0; j < static_cast<int>(sizeof(x) / sizeof(float)); ++j) {
                              const int o = r * lay.pp + p0 + j;
                              s_x[o] = ssd::ToElem<E>(x[j]);
@@ -982,33 +982,47 @@ __global__ void __launch_bounds__(kChunkThreads)
         wmma::fill_fragment(acc, 0.f);
         if (which == 0) {
           TileProduct<T, RowRow, Col>(acc, s_c, lay.pn, s_b, lay.pn, tm, tn, N);
-          wmma::store_matrix_sync(f0 + tm * 16 * lay.fq + tn * 16, acc, lay.fq, wmma::mem_row_major);
+          wmma::store_matrix_sync(f0 + tm * 16 * lay.fq + tn * 16, acc, lay.fq,
+                                  wmma::mem_row_major);
         } else {
           TileProduct<T, RowRow, Col>(acc, s_dout, lay.pp, s_x, lay.pp, tm, tn, P);
-          wmma::store_matrix_sync(f1 + tm * 16 * lay.fq + tn * 16, acc, lay.fq, wmma::mem_row_major);
+          wmma::store_matrix_sync(f1 + tm * 16 * lay.fq + tn * 16, acc, lay.fq,
+                                  wmma::mem_row_major);
         }
       }
     }
     __syncthreads();
     // M = C Bᵀ ∘ Lmask, LGd = G ∘ Lmask ∘ dt'_s; K = M ∘ G ∘ dt'_s kept in f0.
-    for (int i = tid; i < q * q; i += blockDim.x) {
-      const int l = i / q, s = i % q;
-      float lm = 0.f;
-      if (s <= l && sc.seg[s] == sc.seg[l]) lm = expf(sc.cum[l] - sc.cum[s]);
-      const float m = f0[l * lay.fq + s] * lm;
-      const float gg = f1[l * lay.fq + s];
-      s_m[l * lay.pq + s] = ssd::ToElem<E>(m);
-      s_lgd[l * lay.pq + s] = ssd::ToElem<E>(gg * lm * sc.dt[s]);
-      f0[l * lay.fq + s] = m * gg * sc.dt[s];
+    // A thread per column s (its scalars in registers), rows l = tid / q, + 256 / q, ...
+    {
+      const int s = tid % q;
+      const float cum_s = sc.cum[s], dt_s = sc.dt[s];
+      const int seg_s = sc.seg[s];
+      for (int l = tid / q; l < q; l += kChunkThreads / q) {
+        float lm = 0.f;
+        if (s <= l && seg_s == sc.seg[l]) lm = expf(sc.cum[l] - cum_s);
+        const float m = f0[l * lay.fq + s] * lm;
+        const float gg = f1[l * lay.fq + s];
+        s_m[l * lay.pq + s] = ssd::ToElem<E>(m);
+        s_lgd[l * lay.pq + s] = ssd::ToElem<E>(gg * lm * dt_s);
+        f0[l * lay.fq + s] = m * gg * dt_s;
+      }
     }
     __syncthreads();
-    if (tid < q) {
+    // dcum = rowsum(K) - colsum(K): `tpr` threads per row (and column), then a shuffle tree.
+    const int tpr = kChunkThreads / q;
+    {
+      const int r = tid / tpr, sub = tid % tpr;
       float row = 0.f, col = 0.f;
-      for (int s = 0; s < q; ++s) {
-        row += f0[tid * lay.fq + s];
-        col += f0[s * lay.fq + tid];
+      for (int s = sub; s < q; s += tpr) {
+        row += f0[r * lay.fq + s];
+        col += f0[s * lay.fq + r];
       }
-      sc.dcum[tid] = row - col;
+      for (int o = tpr / 2; o > 0; o /= 2) {
+        row += __shfl_xor_sync(0xffffffffu, row, o);
+        col += __shfl_xor_sync(0xffffffffu, col, o);
+      }
+      if (sub == 0) sc.dcum[r] = row - col;
     }
     __syncthreads();
 
@@ -1023,13 +1037,15 @@ __global__ void __launch_bounds__(kChunkThreads)
           typename ssd::Mma<T, Col, RowRow>::Acc acc;
           wmma::fill_fragment(acc, 0.f);
           TileProduct<T, Col, RowRow>(acc, s_m, lay.pq, s_dout, lay.pp, tm, tn, q);
-          wmma::store_matrix_sync(f1 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
+          wmma::store_matrix_sync(f1 + tm * 16 * lay.fp + tn * 16, acc, lay.fp,
+                                  wmma::mem_row_major);
         } else if (tile < 2 * n_u) {
           const int tm = (tile - n_u) / tp, tn = (tile - n_u) % tp;
           typename ssd::Mma<T, RowRow, Col>::Acc acc;
           wmma::fill_fragment(acc, 0.f);
           TileProduct<T, RowRow, Col>(acc, s_b, lay.pn, s_state, lay.pn, tm, tn, N);
-          wmma::store_matrix_sync(f0 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
+          wmma::store_matrix_sync(f0 + tm * 16 * lay.fp + tn * 16, acc, lay.fp,
+                                  wmma::mem_row_major);
         } else {
           const int tm = (tile - 2 * n_u) / tnn, tn = (tile - 2 * n_u) % tnn;
           typename ssd::Mma<T, Col, RowRow>::Acc acc;
@@ -1053,7 +1069,6 @@ __global__ void __launch_bounds__(kChunkThreads)
     __syncthreads();
 
     // dx, the x-side ddt' and W_s (row sums over p); `tpr` threads share a row.
-    const int tpr = kChunkThreads / q;
     const int my_row = tid / tpr, my_sub = tid % tpr;
     {
       float acc_ddt = 0.f, acc_w = 0.f;
@@ -1099,8 +1114,10 @@ __global__ void __launch_bounds__(kChunkThreads)
     {
       float z = StageState(ws.states_in + state_off, ws.dstates + state_off, P, N, lay.pn, s_state);
       float wsum = 0.f;
-      if (tid == 0) {
-        for (int s = 0; s < q; ++s) wsum += f1[s * lay.fp + P];
+      if (warp == 0) {
+        for (int s = tid; s < q; s += 32) wsum += f1[s * lay.fp + P];
+#pragma unroll
+        for (int o = 16; o > 0; o /= 2) wsum += __shfl_xor_sync(0xffffffffu, wsum, o);
       }
       z = ChunkBlockSum(z, sc.red);  // ends with a barrier
       if (tid == 0) sc.dcum[q - 1] += wsum + sc.e[q - 1] * z;
@@ -1135,13 +1152,15 @@ __global__ void __launch_bounds__(kChunkThreads)
           typename ssd::Mma<T, RowRow, Col>::Acc acc;
           wmma::fill_fragment(acc, 0.f);
           TileProduct<T, RowRow, Col>(acc, s_c, lay.pn, s_state, lay.pn, tm, tn, N);
-          wmma::store_matrix_sync(f0 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
+          wmma::store_matrix_sync(f0 + tm * 16 * lay.fp + tn * 16, acc, lay.fp,
+                                  wmma::mem_row_major);
         } else {
           const int tm = (tile - n_dc - n_o) / tp, tn = (tile - n_dc - n_o) % tp;
           typename ssd::Mma<T, RowRow, RowRow>::Acc acc;
           wmma::fill_fragment(acc, 0.f);
           TileProduct<T, RowRow, RowRow>(acc, s_m, lay.pq, s_x, lay.pp, tm, tn, q);
-          wmma::store_matrix_sync(f1 + tm * 16 * lay.fp + tn * 16, acc, lay.fp, wmma::mem_row_major);
+          wmma::store_matrix_sync(f1 + tm * 16 * lay.fp + tn * 16, acc, lay.fp,
+                                  wmma::mem_row_major);
         }
       }
     }
@@ -1159,12 +1178,14 @@ __global__ void __launch_bounds__(kChunkThreads)
         const float x = ssd::FromElem(s_x[r * lay.pp + pp]);
         float dout = ssd::FromElem(s_dout[r * lay.pp + pp]);
         if (kHasZ && t < L) {
-          const float Dv =
-              Dp != nullptr ? Dp[h * f.D_stride_h + (f.D_per_head_dim ? pp * f.D_stride_p : 0)] : 0.f;
+          const float Dv = Dp != nullptr
+                               ? Dp[h * f.D_stride_h + (f.D_per_head_dim ? pp * f.D_stride_p : 0)]
+                               : 0.f;
           const float dy =
               Ld<T>(bp.dy, b * bp.dy_stride_b + t * bp.dy_stride_l + h * bp.dy_stride_h + pp);
           {
-            const float zv = Ld<T>(f.z, b * f.z_stride_b + t * f.z_stride_l + h * f.z_stride_h + pp);
+            const float zv =
+                Ld<T>(f.z, b * f.z_stride_b + t * f.z_stride_l + h * f.z_stride_h + pp);
             const float out = f1[r * lay.fp + pp] + sc.e[r] * o2 + Dv * x;
             St<T>(bp.dz, b * bp.dz_stride_b + t * bp.dz_stride_l + h * bp.dz_stride_h + pp,
                   dy * out * SiluGradF(zv));
@@ -1180,10 +1201,15 @@ __global__ void __launch_bounds__(kChunkThreads)
 
     // dD partial (column sums), then ddt, dA and ddt_bias from the reverse cumulative dcum.
     const int64_t prow = (b * nq + c) * H + h;  // partial row of (b, c, h)
-    for (int pp = tid; pp < P; pp += blockDim.x) {
+    {
+      const int tpc = P <= 64 ? 4 : 2;  // threads per column (P <= 128), then a shuffle tree
+      const int pp = tid / tpc, sub = tid % tpc;
       float s = 0.f;
-      for (int r = 0; r < q; ++r) s += f1[r * lay.fp + pp];
-      ws.part.dD[prow * P + pp] = s;
+      if (pp < P) {
+        for (int r = sub; r < q; r += tpc) s += f1[r * lay.fp + pp];
+      }
+      for (int o = tpc / 2; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
+      if (pp < P && sub == 0) ws.part.dD[prow * P + pp] = s;
     }
     if (warp == 0) {
       // Reverse inclusive scan of dcum over q <= 64 positions: two per lane.
@@ -1192,15 +1218,15 @@ __global__ void __launch_bounds__(kChunkThreads)
       float v0 = l0 >= 0 ? sc.dcum[l0] : 0.f, v1 = l1 >= 0 ? sc.dcum[l1] : 0.f;
       float pair = v0 + v1;
       float incl = pair;
-  #pragma unroll
+#pragma unroll
       for (int o = 1; o < 32; o *= 2) {
         const float u = __shfl_up_sync(0xffffffffu, incl, o);
         if (lane >= o) incl += u;
       }
       const float before = incl - pair;  // sum over positions after l0
       const float r0 = before + v0, r1 = r0 + v1;
-      const float bias = f.dt_bias != nullptr
-                             ? static_cast<const float*>(f.dt_bias)[h * f.dt_bias_stride] : 0.f;
+      const float bias =
+          f.dt_bias != nullptr ? static_cast<const float*>(f.dt_bias)[h * f.dt_bias_stride] : 0.f;
       float da = 0.f, dbias = 0.f;
       for (int k = 0; k < 2; ++k) {
         const int l = k == 0 ? l0 : l1;
@@ -1217,7 +1243,7 @@ __global__ void __launch_bounds__(kChunkThreads)
           dbias += ddt;
         }
       }
-  #pragma unroll
+#pragma unroll
       for (int o = 16; o > 0; o /= 2) {
         da += __shfl_xor_sync(0xffffffffu, da, o);
         dbias += __shfl_xor_sync(0xffffffffu, dbias, o);
@@ -1228,7 +1254,7 @@ __global__ void __launch_bounds__(kChunkThreads)
       }
     }
     __syncthreads();  // the next head overwrites the scalars and the staged tiles
-  }  // heads
+  }                   // heads
 
   // Grouped blocks: the dB / dC sums over the group's heads, rounded once.
   if (ws.grouped) {
@@ -1236,9 +1262,11 @@ __global__ void __launch_bounds__(kChunkThreads)
       const int r = i / N, n = i % N;
       const int64_t t = t0 + r;
       if (t >= L) continue;
-      St<T>(bp.dB, b * bp.dB_stride_b + t * bp.dB_stride_l + g * bp.dB_stride_g + n * bp.dB_stride_n,
+      St<T>(bp.dB,
+            b * bp.dB_stride_b + t * bp.dB_stride_l + g * bp.dB_stride_g + n * bp.dB_stride_n,
             sum_db[r * lay.fn + n]);
-      St<T>(bp.dC, b * bp.dC_stride_b + t * bp.dC_stride_l + g * bp.dC_stride_g + n * bp.dC_stride_n,
+      St<T>(bp.dC,
+            b * bp.dC_stride_b + t * bp.dC_stride_l + g * bp.dC_stride_g + n * bp.dC_stride_n,
             sum_dc[r * lay.fn + n]);
     }
   }
