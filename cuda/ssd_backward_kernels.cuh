@@ -501,13 +501,16 @@ absl::Status SequentialBackwardTyped(const SsdBackwardParams& bp, cudaStream_t s
 // Kernels, in stream order:
 //   1. ChunkLocalKernel, a block per (b, h, c): dS_loc = dOutᵀ diag(e) C and, when the states
 //      are not given, S_loc = Xᵀ diag(w dt') B (tensor cores), into f32 workspaces; decay.
-//   2. StatePassKernel, a thread per state element of (b, h): the forward passing
+//   2. StatePassKernel, a thread per 4 state elements of (b, h) and direction: the forward passing
 //      S_in[c + 1] = decay_c S_in[c] + S_loc[c] and the reverse one
 //      dS_out[c - 1] = decay_c dS_out[c] + dS_loc[c] (dinitial_state = dS_in[0]), in place, f32.
-//   3. ChunkBackwardKernel, a block per (b, h, c): everything above on tensor cores (operands
-//      in the 16-bit type or split TF32 for f32, f32 accumulators): dx, dz, ddt written; dB, dC
-//      per-head partials; dA, dD, ddt_bias per-chunk partials.
-//   4. SsdBackwardReduceKernel (above): the partials summed in a fixed order.
+//   3. ChunkBackwardKernel, a block per (b, h, c), or per (b, g, c) walking the group's heads
+//      (grouped, ChunkWorkspace): everything above on tensor cores (operands in the 16-bit type
+//      or split TF32 for f32, f32 accumulators): dx, dz, ddt written; dB, dC per-head partials
+//      (or, grouped, summed over the heads in shared memory and written); dA, dD, ddt_bias
+//      per-chunk partials.
+//   4. SsdBackwardReduceKernel (above, not grouped) and SsdParamReduceKernel: the partials summed
+//      in a fixed order.
 inline constexpr int kChunkThreads = 256;
 inline constexpr int kChunkWarps = kChunkThreads / 32;
 
@@ -817,7 +820,7 @@ struct ChunkWorkspace {
 };
 
 template <typename T, bool kHasZ>
-__global__ void __launch_bounds__(kChunkThreads)
+__global__ void __launch_bounds__(kChunkThreads, 3)
     ChunkLocalKernel(const SsdBackwardParams bp, const ChunkWorkspace ws, const ChunkLayout lay) {
   using E = MmaElem<T>;
   const SsdParams& f = bp.forward;
@@ -867,52 +870,63 @@ __global__ void __launch_bounds__(kChunkThreads)
   }
 }
 
-// A thread per state element e of (b, h): the forward passing (when computed) and the reverse
-// passing over the chunks, in place. (A template only so that each dtype's .cu has its own.)
+// Four consecutive state elements e .. e + 3 of (b, h) per thread (P N is a multiple of 4 on the
+// chunked path, the workspaces 16-byte aligned), one direction per block (blockIdx.z = 2 b + dir):
+// dir 0 the forward passing (when computed), dir 1 the reverse passing, in place. The two
+// directions are independent, so they run side by side. (A template only so that each dtype's
+// .cu has its own.)
+inline constexpr int kPassThreads = 256;
+
 template <typename T>
-__global__ void StatePassKernel(const SsdBackwardParams bp, const ChunkWorkspace ws) {
+__global__ void __launch_bounds__(kPassThreads)
+    StatePassKernel(const SsdBackwardParams bp, const ChunkWorkspace ws) {
   const SsdParams& f = bp.forward;
   const int64_t H = f.heads, PN = f.head_dim * f.dstate, nq = ws.n_chunks;
-  const int64_t h = blockIdx.y, b = blockIdx.z;
-  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t h = blockIdx.y, b = blockIdx.z / 2;
+  const bool reverse = blockIdx.z % 2 == 1;
+  if (!reverse && !ws.compute_states) return;
+  const int64_t e = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
   if (e >= PN) return;
   const float* decay = ws.decay + (b * H + h) * nq;
   const int64_t bh_state = (b * H + h) * PN + e;  // contiguous (B, H, P, N)
-  // Chunks in groups of kGroup: the group's loads are issued before its stores (independent
-  // addresses), so kGroup memory latencies overlap.
-  constexpr int kGroup = 8;
-  const int64_t stride = H * PN;  // from chunk c to c + 1
-  if (ws.compute_states) {
-    float run = f.initial_state != nullptr ? static_cast<const float*>(f.initial_state)[bh_state] : 0.f;
-    float* s = ws.states + (b * nq * H + h) * PN + e;
-    for (int64_t c0 = 0; c0 < nq; c0 += kGroup) {
-      float local[kGroup];
-#pragma unroll
-      for (int k = 0; k < kGroup; ++k) local[k] = c0 + k < nq ? s[(c0 + k) * stride] : 0.f;
-#pragma unroll
-      for (int k = 0; k < kGroup; ++k) {
-        if (c0 + k < nq) {
-          s[(c0 + k) * stride] = run;
-          run = decay[c0 + k] * run + local[k];
-        }
-      }
-    }
+  const float* start = static_cast<const float*>(reverse ? bp.dfinal_state : f.initial_state);
+  float4 run = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (start != nullptr) {  // a caller's tensor: element-wise loads (no alignment promise)
+    run = make_float4(start[bh_state], start[bh_state + 1], start[bh_state + 2],
+                      start[bh_state + 3]);
   }
-  float run = bp.dfinal_state != nullptr ? static_cast<const float*>(bp.dfinal_state)[bh_state] : 0.f;
-  float* ds = ws.dstates + (b * nq * H + h) * PN + e;
-  for (int64_t c0 = nq - 1; c0 >= 0; c0 -= kGroup) {
-    float local[kGroup];
-#pragma unroll
-    for (int k = 0; k < kGroup; ++k) local[k] = c0 - k >= 0 ? ds[(c0 - k) * stride] : 0.f;
+  float4* s = reinterpret_cast<float4*>((reverse ? ws.dstates : ws.states) +
+                                        (b * nq * H + h) * PN + e);
+  const int64_t stride = H * PN / 4;  // from chunk c to c + 1, in float4
+  // Chunks in groups of kGroup, walked in the direction's order: the group's loads are issued
+  // before its stores (independent addresses), so kGroup memory latencies overlap.
+  constexpr int kGroup = 8;
+  for (int64_t i0 = 0; i0 < nq; i0 += kGroup) {
+    float4 local[kGroup];
+    float dec[kGroup];
 #pragma unroll
     for (int k = 0; k < kGroup; ++k) {
-      if (c0 - k >= 0) {
-        ds[(c0 - k) * stride] = run;
-        run = decay[c0 - k] * run + local[k];
+      const int64_t i = i0 + k, c = reverse ? nq - 1 - i : i;
+      const bool in = i < nq;
+      local[k] = in ? s[c * stride] : make_float4(0.f, 0.f, 0.f, 0.f);
+      dec[k] = in ? decay[c] : 0.f;
+    }
+#pragma unroll
+    for (int k = 0; k < kGroup; ++k) {
+      const int64_t i = i0 + k, c = reverse ? nq - 1 - i : i;
+      if (i < nq) {
+        s[c * stride] = run;
+        run.x = fmaf(dec[k], run.x, local[k].x);
+        run.y = fmaf(dec[k], run.y, local[k].y);
+        run.z = fmaf(dec[k], run.z, local[k].z);
+        run.w = fmaf(dec[k], run.w, local[k].w);
       }
     }
   }
-  if (bp.dinitial_state != nullptr) static_cast<float*>(bp.dinitial_state)[bh_state] = run;
+  if (reverse && bp.dinitial_state != nullptr) {
+    float* d = static_cast<float*>(bp.dinitial_state) + bh_state;
+    d[0] = run.x, d[1] = run.y, d[2] = run.z, d[3] = run.w;
+  }
 }
 
 template <typename T, bool kHasZ>
@@ -1341,9 +1355,8 @@ absl::Status ChunkedBackwardWithZ(const SsdBackwardParams& bp, int q, cudaStream
                                                  static_cast<int>(lay.local_bytes)));
   ChunkLocalKernel<T, kHasZ><<<grid, kChunkThreads, lay.local_bytes, stream>>>(bp, ws, lay);
   LYRA_RETURN_IF_ERROR(LastLaunchStatus("ChunkLocalKernel", __FILE__, __LINE__));
-  constexpr int kPassThreads = 256;
-  const dim3 pass_grid(static_cast<unsigned>((P * N + kPassThreads - 1) / kPassThreads),
-                       static_cast<unsigned>(H), static_cast<unsigned>(B));
+  const dim3 pass_grid(static_cast<unsigned>((P * N / 4 + kPassThreads - 1) / kPassThreads),
+                       static_cast<unsigned>(H), static_cast<unsigned>(2 * B));
   StatePassKernel<T><<<pass_grid, kPassThreads, 0, stream>>>(bp, ws);
   LYRA_RETURN_IF_ERROR(LastLaunchStatus("StatePassKernel", __FILE__, __LINE__));
   LYRA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(ChunkBackwardKernel<T, kHasZ>,

@@ -160,52 +160,83 @@ namespace {
 // states in, entering states (chunk_states) out; the last passed state is final_state. With
 // `states16` the entering states are also written rounded to bf16 (or f16), in the same layout:
 // the operand the 16-bit output kernel stages (ssd_forward_mma_kernels.cuh).
+template <int kVec>
 __global__ void __launch_bounds__(kThreads)
     SsdStatePassingKernel(const SsdParams p, float* states, const float* chunk_decay,
                           void* states16, bool bf16) {
   const int64_t H = p.heads, P = p.head_dim, N = p.dstate, PN = P * N;
   const int64_t n_chunks = (p.length + p.chunk - 1) / p.chunk;
-  const int64_t e = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
+  // Elements e .. e + kVec - 1 (one row n .. n + kVec - 1 of the state: N % kVec == 0).
+  const int64_t e = (blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x) * kVec;
   if (e >= PN) return;
   const int64_t b = blockIdx.y / H, h = blockIdx.y % H, pr = e / N, n = e % N;
   const float* init = static_cast<const float*>(p.initial_state);
-  float s = init != nullptr ? init[b * p.initial_state_stride_b + h * p.initial_state_stride_h +
-                                   pr * p.initial_state_stride_p + n * p.initial_state_stride_n]
-                            : 0.f;
-  float* st = states + (b * n_chunks * H + h) * PN + e;
+  float s[kVec];
+#pragma unroll
+  for (int v = 0; v < kVec; ++v) {
+    s[v] = init != nullptr ? init[b * p.initial_state_stride_b + h * p.initial_state_stride_h +
+                                  pr * p.initial_state_stride_p +
+                                  (n + v) * p.initial_state_stride_n]
+                           : 0.f;
+  }
+  const int64_t base = (b * n_chunks * H + h) * PN + e;
+  float* st = states + base;
   const float* decay = chunk_decay + b * n_chunks * H + h;
   const int64_t step = H * PN;
   // Chunks in batches: the batch's loads are all issued before its stores (one memory latency
   // per batch instead of one per chunk: a store may alias the next load for the compiler).
   constexpr int kBatch = 8;
   for (int64_t c0 = 0; c0 < n_chunks; c0 += kBatch) {
-    float local[kBatch], dec[kBatch];
+    float local[kBatch][kVec], dec[kBatch];
 #pragma unroll
     for (int j = 0; j < kBatch; ++j) {
       const bool in = c0 + j < n_chunks;
-      local[j] = in ? st[(c0 + j) * step] : 0.f;
+      if constexpr (kVec == 4) {
+        const float4 v4 = in ? *reinterpret_cast<const float4*>(st + (c0 + j) * step)
+                             : make_float4(0.f, 0.f, 0.f, 0.f);
+        local[j][0] = v4.x, local[j][1] = v4.y, local[j][2] = v4.z, local[j][3] = v4.w;
+      } else {
+        local[j][0] = in ? st[(c0 + j) * step] : 0.f;
+      }
       dec[j] = in ? decay[(c0 + j) * H] : 0.f;
     }
 #pragma unroll
     for (int j = 0; j < kBatch; ++j) {
       if (c0 + j < n_chunks) {
-        st[(c0 + j) * step] = s;
+        const int64_t at = (c0 + j) * step;
+        if constexpr (kVec == 4) {
+          *reinterpret_cast<float4*>(st + at) = make_float4(s[0], s[1], s[2], s[3]);
+        } else {
+          st[at] = s[0];
+        }
         if (states16 != nullptr) {
-          const int64_t at = (b * n_chunks * H + h) * PN + e + (c0 + j) * step;
-          if (bf16) {
-            static_cast<__nv_bfloat16*>(states16)[at] = __float2bfloat16_rn(s);
+          unsigned short bits[kVec];
+#pragma unroll
+          for (int v = 0; v < kVec; ++v) {
+            bits[v] = bf16 ? __bfloat16_as_ushort(__float2bfloat16_rn(s[v]))
+                           : __half_as_ushort(__float2half_rn(s[v]));
+          }
+          unsigned short* d16 = static_cast<unsigned short*>(states16) + base + at;
+          if constexpr (kVec == 4) {
+            *reinterpret_cast<uint2*>(d16) =
+                make_uint2(bits[0] | (static_cast<unsigned>(bits[1]) << 16),
+                           bits[2] | (static_cast<unsigned>(bits[3]) << 16));
           } else {
-            static_cast<__half*>(states16)[at] = __float2half_rn(s);
+            d16[0] = bits[0];
           }
         }
-        s = fmaf(dec[j], s, local[j]);
+#pragma unroll
+        for (int v = 0; v < kVec; ++v) s[v] = fmaf(dec[j], s[v], local[j][v]);
       }
     }
   }
   if (p.final_state != nullptr) {
     float* fs = static_cast<float*>(p.final_state);
-    fs[b * p.final_state_stride_b + h * p.final_state_stride_h + pr * p.final_state_stride_p +
-       n * p.final_state_stride_n] = s;
+#pragma unroll
+    for (int v = 0; v < kVec; ++v) {
+      fs[b * p.final_state_stride_b + h * p.final_state_stride_h + pr * p.final_state_stride_p +
+         (n + v) * p.final_state_stride_n] = s[v];
+    }
   }
 }
 
@@ -213,9 +244,18 @@ __global__ void __launch_bounds__(kThreads)
 
 absl::Status LaunchStatePassing(const SsdParams& p, float* states, const float* chunk_decay,
                                 void* states16, bool bf16, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>((p.head_dim * p.dstate + kThreads - 1) / kThreads),
-                  static_cast<unsigned>(p.batch * p.heads));
-  SsdStatePassingKernel<<<grid, kThreads, 0, stream>>>(p, states, chunk_decay, states16, bf16);
+  // Four elements per thread (16-byte loads and stores) where the layout allows.
+  const bool vec4 = p.dstate % 4 == 0 && reinterpret_cast<uintptr_t>(states) % 16 == 0 &&
+                    reinterpret_cast<uintptr_t>(states16) % 8 == 0;
+  const int64_t per_thread = vec4 ? 4 : 1;
+  const dim3 grid(
+      static_cast<unsigned>((p.head_dim * p.dstate / per_thread + kThreads - 1) / kThreads),
+      static_cast<unsigned>(p.batch * p.heads));
+  if (vec4) {
+    SsdStatePassingKernel<4><<<grid, kThreads, 0, stream>>>(p, states, chunk_decay, states16, bf16);
+  } else {
+    SsdStatePassingKernel<1><<<grid, kThreads, 0, stream>>>(p, states, chunk_decay, states16, bf16);
+  }
   LYRA_CUDA_RETURN_IF_LAUNCH_ERROR("SsdStatePassingKernel");
   return absl::OkStatus();
 }

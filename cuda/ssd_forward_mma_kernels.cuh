@@ -128,7 +128,7 @@ __device__ __forceinline__ void PadChunkScalars(int q, float* s_dt, float* s_cum
 
 // kNW: the largest number of 8-column n-tiles a warp owns (n32 / 16 <= kNW).
 template <typename T, int kNW>
-__global__ void __launch_bounds__(kMmaStateThreads, 2)
+__global__ void __launch_bounds__(kMmaStateThreads, kNW <= 8 ? 3 : 2)
     SsdChunkStateMmaKernel(const SsdParams p, float* states, float* chunk_decay) {
   using E = typename MmaType<T>::Elem;
   extern __shared__ __align__(128) unsigned char smem[];
