@@ -126,10 +126,47 @@ __device__ __forceinline__ void PadChunkScalars(int q, float* s_dt, float* s_cum
   }
 }
 
+// Whether the fast tile copies (CopyTile) apply: x, B, C rows and the 16-bit states in whole
+// 16-byte pieces (P, N and the row strides multiples of 8 elements, 16-byte aligned bases) and
+// the staged widths (np, padded P, n32) a power-of-two number of pieces.
+inline bool FastCopies(const SsdParams& p, int64_t np, int64_t padded_p, int64_t n32) {
+  const auto pow2 = [](int64_t v) { return v > 0 && (v & (v - 1)) == 0; };
+  const auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  return p.head_dim % 8 == 0 && p.dstate % 8 == 0 && p.x_stride_l % 8 == 0 &&
+         p.x_stride_b % 8 == 0 && p.x_stride_h % 8 == 0 && p.B_stride_l % 8 == 0 &&
+         p.B_stride_b % 8 == 0 && p.B_stride_g % 8 == 0 && p.C_stride_l % 8 == 0 &&
+         p.C_stride_b % 8 == 0 && p.C_stride_g % 8 == 0 && aligned(p.x) && aligned(p.B) &&
+         aligned(p.C) && pow2(np / 8) && pow2(padded_p / 8) && pow2(n32 / 8);
+}
+
+// Rows [0, rows) x `pieces` 16-byte pieces of a row-major global tile (rows `row_bytes` apart)
+// into shared memory at byte address `dst` (rows `pitch_bytes` apart) by cp.async; rows past
+// rows_valid and pieces past pieces_valid are zero-filled. `pieces` is a power of two dividing
+// kBlock (the block's threads); each thread copies one piece column, every kBlock / pieces-th
+// row: no divisions or 64-bit products in the loop (StageTileAsync's general form has both).
+template <int kBlock>
+__device__ __forceinline__ void CopyTile(unsigned dst, int pitch_bytes, const void* g,
+                                         int64_t row_bytes, int rows, int rows_valid,
+                                         int pieces, int pieces_valid) {
+  const int piece = threadIdx.x & (pieces - 1), r0 = threadIdx.x / pieces;
+  const int step = kBlock / pieces;
+  const char* src = static_cast<const char*>(g) + r0 * row_bytes + piece * 16;
+  unsigned d = dst + r0 * pitch_bytes + piece * 16;
+  const bool piece_ok = piece < pieces_valid;
+  for (int r = r0; r < rows; r += step) {
+    const bool ok = piece_ok && r < rows_valid;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d),
+                 "l"(ok ? src : g), "r"(ok ? 16 : 0)
+                 : "memory");
+    src += step * row_bytes;
+    d += step * pitch_bytes;
+  }
+}
+
 // kNW: the largest number of 8-column n-tiles a warp owns (n32 / 16 <= kNW).
 template <typename T, int kNW>
 __global__ void __launch_bounds__(kMmaStateThreads, kNW <= 8 ? 3 : 2)
-    SsdChunkStateMmaKernel(const SsdParams p, float* states, float* chunk_decay) {
+    SsdChunkStateMmaKernel(const SsdParams p, float* states, float* chunk_decay, bool fast) {
   using E = typename MmaType<T>::Elem;
   extern __shared__ __align__(128) unsigned char smem[];
   const MmaStateLayout<E> lay(p.chunk, p.dstate);
@@ -156,10 +193,19 @@ __global__ void __launch_bounds__(kMmaStateThreads, kNW <= 8 ? 3 : 2)
   const int n_blocks = (valid + 63) / 64;
   const auto issue = [&](int it) {
     const int s0 = it * 64, s_rows = valid - s0 < 64 ? valid - s0 : 64;
-    StageTileAsync<T, E>(s_x(it % 2), lay.px, x_blk + s0 * p.x_stride_l, p.x_stride_l, 64, s_rows,
-                         64, p_cols);
-    StageTileAsync<T, E>(s_b(it % 2), lay.pb, B_blk + s0 * p.B_stride_l, p.B_stride_l, 64, s_rows,
-                         lay.n32, static_cast<int>(N));
+    if (fast) {
+      constexpr int kE = sizeof(E);
+      CopyTile<kMmaStateThreads>(SmemAddress(s_x(it % 2)), lay.px * kE, x_blk + s0 * p.x_stride_l,
+                                 p.x_stride_l * kE, 64, s_rows, 8, p_cols / 8);
+      CopyTile<kMmaStateThreads>(SmemAddress(s_b(it % 2)), lay.pb * kE, B_blk + s0 * p.B_stride_l,
+                                 p.B_stride_l * kE, 64, s_rows, lay.n32 / 8,
+                                 static_cast<int>(N / 8));
+    } else {
+      StageTileAsync<T, E>(s_x(it % 2), lay.px, x_blk + s0 * p.x_stride_l, p.x_stride_l, 64,
+                           s_rows, 64, p_cols);
+      StageTileAsync<T, E>(s_b(it % 2), lay.pb, B_blk + s0 * p.B_stride_l, p.B_stride_l, 64,
+                           s_rows, lay.n32, static_cast<int>(N));
+    }
     CpAsyncCommit();
   };
   issue(0);  // in flight while the scalars are computed
@@ -178,6 +224,9 @@ __global__ void __launch_bounds__(kMmaStateThreads, kNW <= 8 ? 3 : 2)
   const int pt = warp % 4, nh = warp / 4;
   const int nw = lay.n32 / 16;  // n-tiles per warp (even)
   const int n_base = nh * nw * 8;
+  // This lane's ldmatrix addresses: A = Xᵀ at rows p 16 pt, B = B rows from column n_base.
+  const unsigned a_lane = ATransposedLaneOffset(lay.px) + 16 * pt * 2;
+  const unsigned b_lane = BKMajorLaneOffset(lay.pb) + n_base * 2;
   float acc[kNW][4];
 #pragma unroll
   for (int j = 0; j < kNW; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
@@ -192,7 +241,7 @@ __global__ void __launch_bounds__(kMmaStateThreads, kNW <= 8 ? 3 : 2)
     }
     __syncthreads();  // tile `it` (and the weights) visible to the block
     E* sx = s_x(it % 2);
-    const E* sb = s_b(it % 2);
+    const unsigned sx_addr = SmemAddress(sx) + a_lane, sb_addr = SmemAddress(s_b(it % 2)) + b_lane;
     // x[s, :] *= w[s], two columns per step (64 x 64 tile; rows past the chunk are zero).
     for (int i = threadIdx.x; i < 64 * 32; i += blockDim.x) {
       const int r = i / 32, col = 2 * (i % 32);
@@ -205,12 +254,12 @@ __global__ void __launch_bounds__(kMmaStateThreads, kNW <= 8 ? 3 : 2)
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       unsigned a[4];
-      LoadATransposed(a, sx + 16 * kk * lay.px + 16 * pt, lay.px);
+      LdMatrixTrans(a, sx_addr + 16 * kk * lay.px * 2);
 #pragma unroll
       for (int j = 0; j < kNW / 2; ++j) {
         if (2 * j < nw) {
           unsigned bb[4];
-          LoadBKMajor(bb, sb + 16 * kk * lay.pb + n_base + 16 * j, lay.pb);
+          LdMatrixTrans(bb, sb_addr + (16 * kk * lay.pb + 16 * j) * 2);
           MmaStep<E>(acc[2 * j], a, bb);
           MmaStep<E>(acc[2 * j + 1], a, bb + 2);
         }
@@ -249,7 +298,7 @@ __global__ void __launch_bounds__(kMmaStateThreads, kNW <= 8 ? 3 : 2)
 // states S_in in the operand type, (B, chunks, H, P, N) contiguous.
 template <typename T, int kPP>
 __global__ void __launch_bounds__(kMmaOutThreads, kPP <= 64 ? 3 : 2)
-    SsdChunkOutputMmaKernel(const SsdParams p, const void* states16) {
+    SsdChunkOutputMmaKernel(const SsdParams p, const void* states16, bool fast) {
   using E = typename MmaType<T>::Elem;
   constexpr int kPT = kPP / 8;  // n-tiles of the output per warp
   extern __shared__ __align__(128) unsigned char smem[];
@@ -285,20 +334,35 @@ __global__ void __launch_bounds__(kMmaOutThreads, kPP <= 64 ? 3 : 2)
   const int Ni = static_cast<int>(N), Pi = static_cast<int>(P);
   const bool has_state = c > 0 || p.initial_state != nullptr;
   const int n_blocks = rb + 1;  // the 64-column blocks of s <= l
+  constexpr int kE = sizeof(E);
   const auto issue = [&](int it) {
     const int s0 = it * 64, s_rows = valid - s0 < 64 ? valid - s0 : 64;
-    StageTileAsync<T, E>(s_b(it % 2), lay.pb, B_chunk + s0 * p.B_stride_l, p.B_stride_l, 64,
-                         s_rows, lay.np, Ni);
-    StageTileAsync<T, E>(s_x(it % 2), lay.px, x_chunk + s0 * p.x_stride_l, p.x_stride_l, 64,
-                         s_rows, kPP, Pi);
+    if (fast) {
+      CopyTile<kMmaOutThreads>(SmemAddress(s_b(it % 2)), lay.pb * kE, B_chunk + s0 * p.B_stride_l,
+                               p.B_stride_l * kE, 64, s_rows, lay.np / 8, Ni / 8);
+      CopyTile<kMmaOutThreads>(SmemAddress(s_x(it % 2)), lay.px * kE, x_chunk + s0 * p.x_stride_l,
+                               p.x_stride_l * kE, 64, s_rows, kPP / 8, Pi / 8);
+    } else {
+      StageTileAsync<T, E>(s_b(it % 2), lay.pb, B_chunk + s0 * p.B_stride_l, p.B_stride_l, 64,
+                           s_rows, lay.np, Ni);
+      StageTileAsync<T, E>(s_x(it % 2), lay.px, x_chunk + s0 * p.x_stride_l, p.x_stride_l, 64,
+                           s_rows, kPP, Pi);
+    }
     CpAsyncCommit();
   };
   // Group 1: the C rows and S_in; group 2: the first s-block. Both fly during the scalars.
-  StageTileAsync<T, E>(s_c, lay.pc, C_chunk + l0 * p.C_stride_l, p.C_stride_l, 64, l_end - l0,
-                       lay.np, Ni);
-  if (has_state) {
-    const T* S16 = static_cast<const T*>(states16) + ((b * n_chunks + c) * H + h) * P * N;
-    StageTileAsync<T, E>(s_s, lay.ps, S16, N, kPP, Pi, lay.np, Ni);
+  const T* S16 = static_cast<const T*>(states16) + ((b * n_chunks + c) * H + h) * P * N;
+  if (fast) {
+    CopyTile<kMmaOutThreads>(SmemAddress(s_c), lay.pc * kE, C_chunk + l0 * p.C_stride_l,
+                             p.C_stride_l * kE, 64, l_end - l0, lay.np / 8, Ni / 8);
+    if (has_state) {
+      CopyTile<kMmaOutThreads>(SmemAddress(s_s), lay.ps * kE, S16, N * kE, kPP, Pi, lay.np / 8,
+                               Ni / 8);
+    }
+  } else {
+    StageTileAsync<T, E>(s_c, lay.pc, C_chunk + l0 * p.C_stride_l, p.C_stride_l, 64, l_end - l0,
+                         lay.np, Ni);
+    if (has_state) StageTileAsync<T, E>(s_s, lay.ps, S16, N, kPP, Pi, lay.np, Ni);
   }
   CpAsyncCommit();
   issue(0);
@@ -312,6 +376,11 @@ __global__ void __launch_bounds__(kMmaOutThreads, kPP <= 64 ? 3 : 2)
   const float cum_a = s_cum[la], cum_b = s_cum[lb];
   const int seg_a = s_seg[la], seg_b = s_seg[lb];
   const bool has_seg = p.seq_idx != nullptr;
+  // This lane's ldmatrix addresses (bytes): C rows of the warp (A), S_in and B rows (n-major B
+  // operands), x rows (k-major B operand).
+  const unsigned c_addr = SmemAddress(s_c) + 16 * warp * lay.pc * kE + ALaneOffset(lay.pc);
+  const unsigned s_addr = SmemAddress(s_s) + BNMajorLaneOffset(lay.ps);
+  const unsigned b_lane = BNMajorLaneOffset(lay.pb), x_lane = BKMajorLaneOffset(lay.px);
 
   float acc[kPT][4];
 #pragma unroll
@@ -323,11 +392,11 @@ __global__ void __launch_bounds__(kMmaOutThreads, kPP <= 64 ? 3 : 2)
     // acc = (C S_inᵀ) for the warp's 16 rows, then times e[l].
     for (int k = 0; k < lay.np; k += 16) {
       unsigned a[4];
-      LoadA(a, s_c + 16 * warp * lay.pc + k, lay.pc);
+      LdMatrix(a, c_addr + k * kE);
 #pragma unroll
       for (int j = 0; j < kPT / 2; ++j) {
         unsigned bb[4];
-        LoadBNMajor(bb, s_s + 16 * j * lay.ps + k, lay.ps);
+        LdMatrix(bb, s_addr + (16 * j * lay.ps + k) * kE);
         MmaStep<E>(acc[2 * j], a, bb);
         MmaStep<E>(acc[2 * j + 1], a, bb + 2);
       }
@@ -353,8 +422,8 @@ __global__ void __launch_bounds__(kMmaOutThreads, kPP <= 64 ? 3 : 2)
       CpAsyncWait<0>();
     }
     __syncthreads();  // block `it` visible
-    const E* sb = s_b(it % 2);
-    const E* sx = s_x(it % 2);
+    const unsigned sb_addr = SmemAddress(s_b(it % 2)) + b_lane;
+    const unsigned sx_addr = SmemAddress(s_x(it % 2)) + x_lane;
     // On the diagonal block the warp's rows reach column 16 warp + 15: 16-column tiles past
     // that are masked out entirely (neither computed nor used).
     const int s_tiles = it == rb ? warp + 1 : 4;
@@ -364,33 +433,47 @@ __global__ void __launch_bounds__(kMmaOutThreads, kPP <= 64 ? 3 : 2)
 #pragma unroll 2
     for (int k = 0; k < lay.np; k += 16) {
       unsigned a[4];
-      LoadA(a, s_c + 16 * warp * lay.pc + k, lay.pc);
+      LdMatrix(a, c_addr + k * kE);
 #pragma unroll
       for (int jp = 0; jp < 4; ++jp) {
         if (jp < s_tiles) {
           unsigned bb[4];
-          LoadBNMajor(bb, sb + 16 * jp * lay.pb + k, lay.pb);
+          LdMatrix(bb, sb_addr + (16 * jp * lay.pb + k) * kE);
           MmaStep<E>(cb[2 * jp], a, bb);
           MmaStep<E>(cb[2 * jp + 1], a, bb + 2);
         }
       }
     }
     // M = G exp(cum[l] - cum[s]) dt[s] where s <= l in one segment, else 0. Column pair
-    // (s, s + 1) of n-tile j: s = s0 + 8 j + 2 t.
+    // (s, s + 1) of n-tile j: s = s0 + 8 j + 2 t. Below the diagonal block without resets every
+    // (l, s) qualifies: no tests.
+    if (it != rb && !has_seg) {
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      if (j / 2 < s_tiles) {
+      for (int j = 0; j < 8; ++j) {
         const int s = s0 + 8 * j + 2 * tq;
         const float2 cs = *reinterpret_cast<const float2*>(s_cum + s);
         const float2 ds = *reinterpret_cast<const float2*>(s_dt + s);
-        int2 ss = make_int2(0, 0);
-        if (has_seg) ss = *reinterpret_cast<const int2*>(s_seg + s);
-        const bool a0 = s <= la && ss.x == seg_a, a1 = s + 1 <= la && ss.y == seg_a;
-        const bool b0 = s <= lb && ss.x == seg_b, b1 = s + 1 <= lb && ss.y == seg_b;
-        cb[j][0] = a0 ? cb[j][0] * __expf(cum_a - cs.x) * ds.x : 0.f;
-        cb[j][1] = a1 ? cb[j][1] * __expf(cum_a - cs.y) * ds.y : 0.f;
-        cb[j][2] = b0 ? cb[j][2] * __expf(cum_b - cs.x) * ds.x : 0.f;
-        cb[j][3] = b1 ? cb[j][3] * __expf(cum_b - cs.y) * ds.y : 0.f;
+        cb[j][0] *= __expf(cum_a - cs.x) * ds.x;
+        cb[j][1] *= __expf(cum_a - cs.y) * ds.y;
+        cb[j][2] *= __expf(cum_b - cs.x) * ds.x;
+        cb[j][3] *= __expf(cum_b - cs.y) * ds.y;
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        if (j / 2 < s_tiles) {
+          const int s = s0 + 8 * j + 2 * tq;
+          const float2 cs = *reinterpret_cast<const float2*>(s_cum + s);
+          const float2 ds = *reinterpret_cast<const float2*>(s_dt + s);
+          int2 ss = make_int2(0, 0);
+          if (has_seg) ss = *reinterpret_cast<const int2*>(s_seg + s);
+          const bool a0 = s <= la && ss.x == seg_a, a1 = s + 1 <= la && ss.y == seg_a;
+          const bool b0 = s <= lb && ss.x == seg_b, b1 = s + 1 <= lb && ss.y == seg_b;
+          cb[j][0] = a0 ? cb[j][0] * __expf(cum_a - cs.x) * ds.x : 0.f;
+          cb[j][1] = a1 ? cb[j][1] * __expf(cum_a - cs.y) * ds.y : 0.f;
+          cb[j][2] = b0 ? cb[j][2] * __expf(cum_b - cs.x) * ds.x : 0.f;
+          cb[j][3] = b1 ? cb[j][3] * __expf(cum_b - cs.y) * ds.y : 0.f;
+        }
       }
     }
     // acc += M X: the 16-column tile kk of M is the A operand of depth 16.
@@ -404,7 +487,7 @@ __global__ void __launch_bounds__(kMmaOutThreads, kPP <= 64 ? 3 : 2)
 #pragma unroll
         for (int j = 0; j < kPT / 2; ++j) {
           unsigned bb[4];
-          LoadBKMajor(bb, sx + 16 * kk * lay.px + 16 * j, lay.px);
+          LdMatrixTrans(bb, sx_addr + (16 * kk * lay.px + 16 * j) * kE);
           MmaStep<E>(acc[2 * j], a, bb);
           MmaStep<E>(acc[2 * j + 1], a, bb + 2);
         }
@@ -421,34 +504,44 @@ __global__ void __launch_bounds__(kMmaOutThreads, kPP <= 64 ? 3 : 2)
                                           t0 * p.z_stride_l + h * p.z_stride_h
                                     : nullptr;
   T* y_chunk = static_cast<T*>(p.y) + b * p.y_stride_b + t0 * p.y_stride_l + h * p.y_stride_h;
+  // Row pointers of the thread's two rows; pairs of columns as one 4-byte store where aligned.
+  T* y_row[2] = {y_chunk + la * p.y_stride_l, y_chunk + lb * p.y_stride_l};
+  const T* z_row[2] = {z_chunk != nullptr ? z_chunk + la * p.z_stride_l : nullptr,
+                       z_chunk != nullptr ? z_chunk + lb * p.z_stride_l : nullptr};
+  const bool row_ok[2] = {la < l_end, lb < l_end};
+  const bool pairs = Pi % 2 == 0 && p.y_stride_l % 2 == 0 &&
+                     reinterpret_cast<uintptr_t>(y_chunk) % 4 == 0;
+  const E* x_row[2] = {sx + (la - l0) * lay.px, sx + (lb - l0) * lay.px};
 #pragma unroll
   for (int j = 0; j < kPT; ++j) {
     const int pc = 8 * j + 2 * tq;
     if (pc >= Pi) continue;
+    const bool two = pc + 1 < Pi;
     float d0 = 0.f, d1 = 0.f;
     if (Dp != nullptr) {
       d0 = Dp[h * p.D_stride_h + (p.D_per_head_dim ? pc * p.D_stride_p : 0)];
-      d1 = pc + 1 < Pi ? Dp[h * p.D_stride_h + (p.D_per_head_dim ? (pc + 1) * p.D_stride_p : 0)]
-                       : 0.f;
+      d1 = two ? Dp[h * p.D_stride_h + (p.D_per_head_dim ? (pc + 1) * p.D_stride_p : 0)] : 0.f;
     }
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const int l = half ? lb : la;
-      if (l >= l_end) continue;
-      const float2 xv =
-          Unpack2<E>(*reinterpret_cast<const unsigned*>(sx + (l - l0) * lay.px + pc));
+      if (!row_ok[half]) continue;
+      const float2 xv = Unpack2<E>(*reinterpret_cast<const unsigned*>(x_row[half] + pc));
       float o0 = fmaf(d0, xv.x, acc[j][2 * half]);
       float o1 = fmaf(d1, xv.y, acc[j][2 * half + 1]);
-      if (z_chunk != nullptr) {
-        const float z0 = static_cast<float>(DLoad(z_chunk[l * p.z_stride_l + pc]));
+      if (z_row[half] != nullptr) {
+        const float z0 = static_cast<float>(DLoad(z_row[half][pc]));
         o0 *= z0 / (1.f + __expf(-z0));
-        if (pc + 1 < Pi) {
-          const float z1 = static_cast<float>(DLoad(z_chunk[l * p.z_stride_l + pc + 1]));
+        if (two) {
+          const float z1 = static_cast<float>(DLoad(z_row[half][pc + 1]));
           o1 *= z1 / (1.f + __expf(-z1));
         }
       }
-      y_chunk[l * p.y_stride_l + pc] = DStore<T>(o0);
-      if (pc + 1 < Pi) y_chunk[l * p.y_stride_l + pc + 1] = DStore<T>(o1);
+      if (pairs) {
+        *reinterpret_cast<unsigned*>(y_row[half] + pc) = Pack2<E>(o0, o1);
+      } else {
+        y_row[half][pc] = DStore<T>(o0);
+        if (two) y_row[half][pc + 1] = DStore<T>(o1);
+      }
     }
   }
 }
@@ -486,14 +579,15 @@ absl::Status SsdForwardMmaTyped(const SsdParams& p, cudaStream_t stream) {
                                             : decay + decay_pad;
   void* states16 = static_cast<unsigned char*>(raw) + f32_bytes;
 
-  const int nw = MmaStateLayout<E>(Q, N).n32 / 16;
+  const int nw = state_lay.n32 / 16;
+  const bool fast = FastCopies(p, out_lay.np, padded_p, state_lay.n32);
   absl::Status status = [&]() -> absl::Status {
     const auto launch_state = [&]<int kNW>() -> absl::Status {
       const auto kernel = &SsdChunkStateMmaKernel<T, kNW>;
       LYRA_RETURN_IF_ERROR(SetSmem(kernel, state_lay.bytes));
       const dim3 grid(static_cast<unsigned>(n_chunks), static_cast<unsigned>(B * H),
                       static_cast<unsigned>((P + 63) / 64));
-      kernel<<<grid, kMmaStateThreads, state_lay.bytes, stream>>>(p, states, decay);
+      kernel<<<grid, kMmaStateThreads, state_lay.bytes, stream>>>(p, states, decay, fast);
       return LastLaunchStatus("SsdChunkStateMmaKernel", __FILE__, __LINE__);
     };
     if (nw <= 4) {
@@ -510,7 +604,7 @@ absl::Status SsdForwardMmaTyped(const SsdParams& p, cudaStream_t stream) {
       LYRA_RETURN_IF_ERROR(SetSmem(kernel, out_lay.bytes));
       const dim3 grid(static_cast<unsigned>(n_chunks), static_cast<unsigned>((Q + 63) / 64),
                       static_cast<unsigned>(B * H));
-      kernel<<<grid, kMmaOutThreads, out_lay.bytes, stream>>>(p, states16);
+      kernel<<<grid, kMmaOutThreads, out_lay.bytes, stream>>>(p, states16, fast);
       return LastLaunchStatus("SsdChunkOutputMmaKernel", __FILE__, __LINE__);
     };
     return padded_p == 64 ? launch_out.template operator()<64>()

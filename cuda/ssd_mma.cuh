@@ -73,6 +73,38 @@ __device__ __forceinline__ void LoadBKMajor(unsigned (&b)[4], const E* tile, int
                : "r"(SmemAddress(row)));
 }
 
+// The same loads from a shared-space byte address the caller computed (per-thread lane offsets
+// hoisted out of the loops: see the *LaneOffset helpers below).
+__device__ __forceinline__ void LdMatrix(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void LdMatrixTrans(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+// Byte offsets of this lane's row address for a tile of 16-bit elements with `pitch` elements
+// per row: LoadA (LdMatrix), LoadBNMajor (LdMatrix), LoadBKMajor and LoadATransposed
+// (LdMatrixTrans). Add the tile's byte address (and k * 2 bytes along k).
+__device__ __forceinline__ unsigned ALaneOffset(int pitch) {
+  const int lane = threadIdx.x % 32;
+  return static_cast<unsigned>(((lane % 16) * pitch + (lane / 16) * 8) * 2);
+}
+__device__ __forceinline__ unsigned BNMajorLaneOffset(int pitch) {
+  const int lane = threadIdx.x % 32;
+  return static_cast<unsigned>((((lane % 8) + (lane / 16) * 8) * pitch + ((lane / 8) % 2) * 8) * 2);
+}
+__device__ __forceinline__ unsigned BKMajorLaneOffset(int pitch) {
+  const int lane = threadIdx.x % 32;
+  return static_cast<unsigned>((((lane % 8) + ((lane / 8) % 2) * 8) * pitch + (lane / 16) * 8) * 2);
+}
+__device__ __forceinline__ unsigned ATransposedLaneOffset(int pitch) {
+  const int lane = threadIdx.x % 32, j = lane / 8;
+  return static_cast<unsigned>((((lane % 8) + (j / 2) * 8) * pitch + (j % 2) * 8) * 2);
+}
+
 // c += a b for one 16 x 8 tile; b points at two registers (one n-tile of a LoadB* pair).
 template <typename E>
 __device__ __forceinline__ void MmaStep(float (&c)[4], const unsigned (&a)[4], const unsigned* b) {
