@@ -377,9 +377,14 @@ __global__ void __launch_bounds__(kParamReduceThreads)
       dst = static_cast<float*>(bp.dD) + o * bp.dD_stride_h;
     }
   }
+  // Thread t sums column i = t % inner over the rows r = t / inner, + blockDim.x / inner, ...
+  // (inner is 1 or P <= 256: at most one division per thread).
   float acc = 0.f;
-  for (int64_t k = threadIdx.x; k < count * inner; k += blockDim.x) {
-    acc += src[(k / inner) * stride + (k % inner) * inner_stride];
+  const int rows_per_pass = blockDim.x / static_cast<int>(inner);
+  const int i = threadIdx.x % static_cast<int>(inner), r0 = threadIdx.x / static_cast<int>(inner);
+  if (r0 < rows_per_pass) {
+    const float* col = src + i * inner_stride;
+    for (int64_t r = r0; r < count; r += rows_per_pass) acc += col[r * stride];
   }
   red[threadIdx.x] = acc;
   __syncthreads();
@@ -513,6 +518,9 @@ absl::Status SequentialBackwardTyped(const SsdBackwardParams& bp, cudaStream_t s
 //      in a fixed order.
 inline constexpr int kChunkThreads = 256;
 inline constexpr int kChunkWarps = kChunkThreads / 32;
+// ChunkBackwardKernel: 16 warps (its one block per SM, bound by shared memory, hides more
+// latency; 128 registers) without z, 8 with z (its extra registers do not fit 16 warps).
+__host__ __device__ constexpr int ChunkBackwardThreads(bool has_z) { return has_z ? 256 : 512; }
 
 template <typename T>
 using MmaElem = typename ssd::MmaType<T>::Elem;
@@ -535,8 +543,10 @@ __device__ __forceinline__ void TileProduct(typename ssd::Mma<T, LA, LB>::Acc& a
   }
 }
 
-// Block reduction of one float per thread in a fixed order; `scratch` holds kChunkWarps floats.
+// Block reduction of one float per thread in a fixed order over kWarps warps; `scratch` holds
+// kWarps (<= 16) floats.
 // Every thread gets the sum; ends with a barrier.
+template <int kWarps = kChunkWarps>
 __device__ __forceinline__ float ChunkBlockSum(float v, float* scratch) {
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -544,7 +554,7 @@ __device__ __forceinline__ float ChunkBlockSum(float v, float* scratch) {
   __syncthreads();
   float r = 0.f;
 #pragma unroll
-  for (int w = 0; w < kChunkWarps; ++w) r += scratch[w];
+  for (int w = 0; w < kWarps; ++w) r += scratch[w];
   __syncthreads();
   return r;
 }
@@ -659,16 +669,17 @@ inline constexpr int kStageBatch = 4;
 
 template <typename V, typename LoadF, typename StoreF>
 __device__ __forceinline__ void StageItems(int total, LoadF&& load, StoreF&& store) {
-  for (int base = 0; base < total; base += kStageBatch * kChunkThreads) {
+  const int threads = blockDim.x;
+  for (int base = 0; base < total; base += kStageBatch * threads) {
     V v[kStageBatch];
 #pragma unroll
     for (int k = 0; k < kStageBatch; ++k) {
-      const int i = base + threadIdx.x + k * kChunkThreads;
+      const int i = base + threadIdx.x + k * threads;
       if (i < total) v[k] = load(i);
     }
 #pragma unroll
     for (int k = 0; k < kStageBatch; ++k) {
-      const int i = base + threadIdx.x + k * kChunkThreads;
+      const int i = base + threadIdx.x + k * threads;
       if (i < total) store(i, v[k]);
     }
   }
@@ -930,7 +941,7 @@ __global__ void __launch_bounds__(kPassThreads)
 }
 
 template <typename T, bool kHasZ>
-__global__ void __launch_bounds__(kChunkThreads)
+__global__ void __launch_bounds__(ChunkBackwardThreads(kHasZ))
     ChunkBackwardKernel(const SsdBackwardParams bp, const ChunkWorkspace ws, const ChunkLayout lay) {
   using E = MmaElem<T>;
   using RowRow = wmma::row_major;
@@ -941,6 +952,7 @@ __global__ void __launch_bounds__(kChunkThreads)
   const int64_t g = ws.grouped ? blockIdx.y : blockIdx.y / hpg;
   const int q = lay.q, P = lay.P, N = lay.N;
   const int64_t t0 = c * q;
+  constexpr int kT = ChunkBackwardThreads(kHasZ), kW = kT / 32;
   const int tid = threadIdx.x, warp = tid / 32;
   extern __shared__ __align__(128) unsigned char chunk_smem[];
   E* s_x = reinterpret_cast<E*>(chunk_smem + lay.x);
@@ -990,7 +1002,7 @@ __global__ void __launch_bounds__(kChunkThreads)
     // C Bᵀ -> f0 and G = dOut Xᵀ -> f1 (q x q).
     {
       const int tq = q / 16;
-      for (int tile = warp; tile < 2 * tq * tq; tile += kChunkWarps) {
+      for (int tile = warp; tile < 2 * tq * tq; tile += kW) {
         const int which = tile / (tq * tq), tm = (tile % (tq * tq)) / tq, tn = tile % tq;
         typename ssd::Mma<T, RowRow, Col>::Acc acc;
         wmma::fill_fragment(acc, 0.f);
@@ -1012,7 +1024,7 @@ __global__ void __launch_bounds__(kChunkThreads)
       const int s = tid % q;
       const float cum_s = sc.cum[s], dt_s = sc.dt[s];
       const int seg_s = sc.seg[s];
-      for (int l = tid / q; l < q; l += kChunkThreads / q) {
+      for (int l = tid / q; l < q; l += kT / q) {
         float lm = 0.f;
         if (s <= l && seg_s == sc.seg[l]) lm = expf(sc.cum[l] - cum_s);
         const float m = f0[l * lay.fq + s] * lm;
@@ -1024,7 +1036,7 @@ __global__ void __launch_bounds__(kChunkThreads)
     }
     __syncthreads();
     // dcum = rowsum(K) - colsum(K): `tpr` threads per row (and column), then a shuffle tree.
-    const int tpr = kChunkThreads / q;
+    const int tpr = kT / q;
     {
       const int r = tid / tpr, sub = tid % tpr;
       float row = 0.f, col = 0.f;
@@ -1045,7 +1057,7 @@ __global__ void __launch_bounds__(kChunkThreads)
     {
       const int tq = q / 16, tp = P / 16, tnn = N / 16;
       const int n_u = tq * tp;
-      for (int tile = warp; tile < 2 * n_u + tq * tnn; tile += kChunkWarps) {
+      for (int tile = warp; tile < 2 * n_u + tq * tnn; tile += kW) {
         if (tile < n_u) {
           const int tm = tile / tp, tn = tile % tp;
           typename ssd::Mma<T, Col, RowRow>::Acc acc;
@@ -1133,7 +1145,7 @@ __global__ void __launch_bounds__(kChunkThreads)
 #pragma unroll
         for (int o = 16; o > 0; o /= 2) wsum += __shfl_xor_sync(0xffffffffu, wsum, o);
       }
-      z = ChunkBlockSum(z, sc.red);  // ends with a barrier
+      z = ChunkBlockSum<kW>(z, sc.red);  // ends with a barrier
       if (tid == 0) sc.dcum[q - 1] += wsum + sc.e[q - 1] * z;
     }
     __syncthreads();
@@ -1143,7 +1155,7 @@ __global__ void __launch_bounds__(kChunkThreads)
       const int tq = q / 16, tp = P / 16, tnn = N / 16;
       const int n_dc = tq * tnn, n_o = tq * tp;
       const int total = n_dc + n_o + (kHasZ ? n_o : 0);
-      for (int tile = warp; tile < total; tile += kChunkWarps) {
+      for (int tile = warp; tile < total; tile += kW) {
         if (tile < n_dc) {
           const int tm = tile / tnn, tn = tile % tnn;
           typename ssd::Mma<T, RowRow, RowRow>::Acc acc;
@@ -1216,7 +1228,8 @@ __global__ void __launch_bounds__(kChunkThreads)
     // dD partial (column sums), then ddt, dA and ddt_bias from the reverse cumulative dcum.
     const int64_t prow = (b * nq + c) * H + h;  // partial row of (b, c, h)
     {
-      const int tpc = P <= 64 ? 4 : 2;  // threads per column (P <= 128), then a shuffle tree
+      // Threads per column (a power of two, at most kT / P), then a shuffle tree.
+      const int tpc = kT / P >= 8 ? 8 : kT / P >= 4 ? 4 : 2;
       const int pp = tid / tpc, sub = tid % tpc;
       float s = 0.f;
       if (pp < P) {
@@ -1362,7 +1375,8 @@ absl::Status ChunkedBackwardWithZ(const SsdBackwardParams& bp, int q, cudaStream
   LYRA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(ChunkBackwardKernel<T, kHasZ>,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                  static_cast<int>(chunk_bytes)));
-  ChunkBackwardKernel<T, kHasZ><<<chunk_grid, kChunkThreads, chunk_bytes, stream>>>(bp, ws, lay);
+  ChunkBackwardKernel<T, kHasZ><<<chunk_grid, ChunkBackwardThreads(kHasZ), chunk_bytes, stream>>>(
+      bp, ws, lay);
   LYRA_RETURN_IF_ERROR(LastLaunchStatus("ChunkBackwardKernel", __FILE__, __LINE__));
   return LaunchReduce<T>(bp, ws.part, stream);
 }
