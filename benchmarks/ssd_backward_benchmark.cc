@@ -1,12 +1,13 @@
 // GPU time of the Mamba-2 SSD backward (cuda/ssd.h) at Mamba-2's training shape: B = 8, H = 24
-// heads of P = 64, G = 1, chunk Q = 256, D per head, dt_bias with softplus, no z; x / dt / B / C /
-// dy and the gradients in bf16 (or f32); A, D, dt_bias and the states f32. The forward's
-// chunk_states are passed to the backward (the chunked backward uses them when its own chunk
-// length equals the forward's, else recomputes the states at its 64-step chunks).
+// heads of P = 64 (one case 12 heads of P = 128), G = 1, chunk Q = 256, D per head, dt_bias with
+// softplus, no z; x / dt / B / C / dy and the gradients in bf16 (or f32); A, D, dt_bias and the
+// states f32. The forward's chunk_states are passed to the backward (the chunked backward uses
+// them when its own chunk length equals the forward's, else recomputes the states at its 64-step
+// chunks).
 //
-//   BM_SsdBackward/f32:<0|1>/L:<L>/N:<N>            the chunked kernels (SsdBackwardCuda)
-//   BM_SsdBackwardSequential/f32:0/L:512/N:<N>      version 1 (SsdBackwardSequentialCuda)
-//   BM_SsdForwardBackward/f32:<0|1>/L:<L>/N:<N>     SsdCuda then SsdBackwardCuda
+//   BM_SsdBackward/f32:<0|1>/L:<L>/N:<N>/P:<P>          the chunked kernels (SsdBackwardCuda)
+//   BM_SsdBackwardSequential/f32:0/L:512/N:128/P:64     version 1 (SsdBackwardSequentialCuda)
+//   BM_SsdForwardBackward/f32:<0|1>/L:<L>/N:<N>/P:<P>   SsdCuda then SsdBackwardCuda
 //
 // Napkin math (E = B L H P elements of x of e bytes, S = B L G N of B / C, T = B L H of dt,
 // K = B (L / 64) H P N f32 state elements at the backward's chunk q = 64):
@@ -63,23 +64,21 @@ using ssd_bench::Report;
 
 using ssd_bench::kBatch;
 using ssd_bench::kGroups;
-using ssd_bench::kHeadDim;
-using ssd_bench::kHeads;
 
 constexpr int64_t kBackwardChunk = 64;  // q of the chunked backward
 
 double BackwardBytes(const Problem& p) {
   const double e = static_cast<double>(DTypeSize(p.dtype));
-  const double E = static_cast<double>(kBatch * p.length * kHeads * kHeadDim);
+  const double E = static_cast<double>(kBatch * p.length * p.heads * p.head_dim);
   const double S = static_cast<double>(kBatch * p.length * kGroups * p.dstate);
-  const double T = static_cast<double>(kBatch * p.length * kHeads);
+  const double T = static_cast<double>(kBatch * p.length * p.heads);
   return 4 * E * e + 2 * T * e + 4 * S * e;
 }
 
 double BackwardFlops(const Problem& p) {
-  const double q = kBackwardChunk, P = kHeadDim, N = static_cast<double>(p.dstate);
+  const double q = kBackwardChunk, P = static_cast<double>(p.head_dim), N = static_cast<double>(p.dstate);
   const double chunks =
-      static_cast<double>(kBatch * kHeads * cuda::SsdNumChunks(p.length, kBackwardChunk));
+      static_cast<double>(kBatch * p.heads * cuda::SsdNumChunks(p.length, kBackwardChunk));
   return chunks * (2 * 2 * q * P * N + 2 * q * q * N * 3 + 2 * q * q * P * 2 + 2 * q * P * N * 4);
 }
 
@@ -120,22 +119,23 @@ void BM_SsdForwardBackward(benchmark::State& state) {
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {
-  b->Args({0, 2048, 128});  // the reference shape
-  b->Args({0, 2048, 64});
-  b->Args({0, 2048, 256});
-  b->Args({0, 512, 128});
-  b->Args({0, 8192, 128});
-  b->Args({1, 2048, 128});
-  b->Args({1, 2048, 64});
-  b->Args({1, 2048, 256});
-  b->ArgNames({"f32", "L", "N"})->UseManualTime()->Unit(benchmark::kMillisecond);
+  b->Args({0, 2048, 128, 64});  // the reference shape
+  b->Args({0, 2048, 64, 64});
+  b->Args({0, 2048, 256, 64});
+  b->Args({0, 512, 128, 64});
+  b->Args({0, 8192, 128, 64});
+  b->Args({0, 2048, 128, 128});  // 12 heads of P = 128
+  b->Args({1, 2048, 128, 64});
+  b->Args({1, 2048, 64, 64});
+  b->Args({1, 2048, 256, 64});
+  b->ArgNames({"f32", "L", "N", "P"})->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 
 BENCHMARK(BM_SsdBackward)->Apply(Shapes);
 BENCHMARK(BM_SsdForwardBackward)->Apply(Shapes);
 BENCHMARK(BM_SsdBackwardSequential)
-    ->Args({0, 512, 128})
-    ->ArgNames({"f32", "L", "N"})
+    ->Args({0, 512, 128, 64})
+    ->ArgNames({"f32", "L", "N", "P"})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 

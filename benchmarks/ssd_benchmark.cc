@@ -1,10 +1,10 @@
 // GPU time of the Mamba-2 SSD forward (cuda/ssd.h) at Mamba-2's training shape: B = 8, H = 24
-// heads of P = 64, G = 1, chunk Q = 256, D per head, dt_bias with softplus, no z (as Mamba-2's
+// heads of P = 64 (one case 12 heads of P = 128), G = 1, chunk Q = 256, D per head, dt_bias with softplus, no z (as Mamba-2's
 // mixer calls mamba_chunk_scan_combined), chunk_states saved for the backward; x / dt / B / C / y
 // in bf16 (or f32); A, D, dt_bias and the states f32.
 //
-//   BM_SsdForward/f32:<0|1>/L:<L>/N:<N>          the chunked kernels (SsdCuda)
-//   BM_SsdForwardSequential/f32:0/L:2048/N:128   version 1 (SsdSequentialCuda), the baseline
+//   BM_SsdForward/f32:<0|1>/L:<L>/N:<N>/P:<P>          the chunked kernels (SsdCuda)
+//   BM_SsdForwardSequential/f32:0/L:2048/N:128/P:64   version 1 (SsdSequentialCuda), the baseline
 // (forward + backward: BM_SsdForwardBackward of ssd_backward_benchmark.cc)
 //
 // Napkin math (E = B L H P elements of x / y of e bytes, S = B L G N of B / C, K = B n_chunks H P N
@@ -81,19 +81,20 @@ void BM_SsdForwardSequential(benchmark::State& state) {
 }
 
 void ForwardShapes(benchmark::internal::Benchmark* b) {
-  b->Args({0, 2048, 128});  // the reference shape
-  b->Args({0, 2048, 64});
-  b->Args({0, 2048, 256});
-  b->Args({0, 512, 128});
-  b->Args({0, 8192, 128});
-  b->Args({1, 2048, 128});
-  b->Args({1, 2048, 256});
-  b->ArgNames({"f32", "L", "N"})->UseManualTime()->Unit(benchmark::kMillisecond);
+  b->Args({0, 2048, 128, 64});  // the reference shape
+  b->Args({0, 2048, 64, 64});
+  b->Args({0, 2048, 256, 64});
+  b->Args({0, 512, 128, 64});
+  b->Args({0, 8192, 128, 64});
+  b->Args({0, 2048, 128, 128});  // 12 heads of P = 128
+  b->Args({1, 2048, 128, 64});
+  b->Args({1, 2048, 256, 64});
+  b->ArgNames({"f32", "L", "N", "P"})->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 
 void ReferenceShape(benchmark::internal::Benchmark* b) {
-  b->Args({0, 2048, 128})
-      ->ArgNames({"f32", "L", "N"})
+  b->Args({0, 2048, 128, 64})
+      ->ArgNames({"f32", "L", "N", "P"})
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);
 }

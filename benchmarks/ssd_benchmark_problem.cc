@@ -14,7 +14,9 @@ absl::StatusOr<Problem> MakeProblem(benchmark::State& state, bool backward) {
   p.dtype = state.range(0) == 0 ? DType::kBF16 : DType::kF32;
   p.length = state.range(1);
   p.dstate = state.range(2);
-  const int64_t L = p.length, N = p.dstate, H = kHeads, P = kHeadDim, G = kGroups;
+  p.head_dim = state.range(3);
+  p.heads = kInner / p.head_dim;
+  const int64_t L = p.length, N = p.dstate, H = p.heads, P = p.head_dim, G = kGroups;
   const int64_t n_chunks = cuda::SsdNumChunks(L, kChunk);
   Generator gen(1);
   LYRA_ASSIGN_OR_RETURN(p.x, Randn({kBatch, L, H, P}, p.dtype, kGpu, gen));
@@ -62,7 +64,7 @@ absl::StatusOr<Problem> MakeProblem(benchmark::State& state, bool backward) {
 
 cuda::SsdBackwardParams BackwardParams(const Problem& p) {
   cuda::SsdBackwardParams g;
-  const int64_t L = p.length, N = p.dstate, H = kHeads, P = kHeadDim, G = kGroups;
+  const int64_t L = p.length, N = p.dstate, H = p.heads, P = p.head_dim, G = kGroups;
   g.forward = p.params;
   g.dy = p.dy.data(), g.dy_stride_b = L * H * P, g.dy_stride_l = H * P, g.dy_stride_h = P;
   g.dy_stride_p = 1;
@@ -82,16 +84,17 @@ cuda::SsdBackwardParams BackwardParams(const Problem& p) {
 
 double ForwardBytes(const Problem& p) {
   const double e = static_cast<double>(DTypeSize(p.dtype));
-  const double E = static_cast<double>(kBatch * p.length * kHeads * kHeadDim);
+  const double E = static_cast<double>(kBatch * p.length * p.heads * p.head_dim);
   const double S = static_cast<double>(kBatch * p.length * kGroups * p.dstate);
-  const double K = static_cast<double>(kBatch * cuda::SsdNumChunks(p.length, kChunk) * kHeads *
-                                       kHeadDim * p.dstate);
-  return 2 * E * e + 2 * S * e + static_cast<double>(kBatch * p.length * kHeads) * e + 4 * K;
+  const double K = static_cast<double>(kBatch * cuda::SsdNumChunks(p.length, kChunk) * p.heads *
+                                       p.head_dim * p.dstate);
+  return 2 * E * e + 2 * S * e + static_cast<double>(kBatch * p.length * p.heads) * e + 4 * K;
 }
 
 double ForwardFlops(const Problem& p) {
-  const double Q = kChunk, P = kHeadDim, N = static_cast<double>(p.dstate);
-  const double chunks = static_cast<double>(kBatch * kHeads * cuda::SsdNumChunks(p.length, kChunk));
+  const double Q = kChunk, P = static_cast<double>(p.head_dim), N = static_cast<double>(p.dstate);
+  const double chunks =
+      static_cast<double>(kBatch * p.heads * cuda::SsdNumChunks(p.length, kChunk));
   return chunks * (Q * Q * (N + P) + 4 * Q * P * N);
 }
 

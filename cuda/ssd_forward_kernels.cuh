@@ -1,6 +1,8 @@
 // CUDA kernels of the Mamba-2 SSD chunked forward (math and layouts in cuda/ssd.h, the
 // per-chunk scalars dt / cum / seg in cuda/ssd_common.cuh), instantiated per dtype in
-// ssd_forward_{float,f16,bf16}.cu.
+// ssd_forward_{float,f16,bf16}.cu. bf16 / f16 with P <= 128 run the mma.sync versions of steps 1
+// and 3 (ssd_forward_mma_kernels.cuh, same math; H200 bf16 reference shape 0.424 ms against this
+// file's 0.797); the WMMA kernels below serve f32 (split TF32) and P > 128.
 //
 // Time is cut into chunks of Q steps; for (b, h) and chunk c (positions l, s in 0 .. Q - 1 of
 // the chunk, X = x[b, t0 + ., h, :] (Q, P), Bc, Cc = B, C[b, t0 + ., g, :] (Q, N)):
