@@ -36,6 +36,19 @@
 // That version achieved ~7 TFLOP/s: far from both bounds. Suspected causes (not measured): the
 // dA / dD / ddt_bias reduction summed B x chunks x P terms in one thread, and the staging loops
 // waited on one scalar global load at a time with one block (8 warps) per SM.
+// H200 2026-12-02 (commit 060bb21 / 96d6cab; the forward is the mma.sync one, 0.424 ms), ms:
+//                         bf16 N=64  N=128  N=256 | L=512  L=8192 (N=128) | P=128 | f32 N=128
+//   backward                   1.51   2.08   3.80 |  0.609  8.20          |  1.82 |  4.75
+//   forward + backward         1.85   2.51   4.81 |  0.726  9.80          |  2.21 |  6.89
+// ncu per kernel at the reference shape (bf16): ChunkLocal 351 us, StatePass 265 us (804 MB at
+// ~3 TB/s), ChunkBackward 1420 us (grouped blocks, 16 warps; 1848 us with 8 warps, IPC 1.28,
+// 2 warps per scheduler: latency-bound at one block per SM), parameter reduction 28 us. Steps
+// of this round: grouped chunk blocks (no per-head dB / dC partials: -400 MB written and read,
+// no dB / dC reduce kernel) 3.18 -> 3.02; 16-byte state passing with both directions in
+// parallel 706 -> 265 us; 16 warps in the chunk kernel 1848 -> 1420 us. Next: the state
+// workspaces at q = 64 are 4x the forward's (201 MB each, written, passed and read again);
+// a backward at the forward's chunk (flash-style, mma.sync like the forward) would remove that
+// traffic and the recomputation of the states.
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 

@@ -37,8 +37,21 @@
 //   loops). The chunk output kernel is the gap to the 0.45 ms target: there it ran 4 warps per
 //   scheduler (128 registers, ~100 KB of shared memory: 2 blocks per SM) at 7.4 cycles per
 //   issued instruction; this version caps it at 85 registers with one tile buffer for P <= 64
-//   (3 blocks per SM, 72 bytes of spills). Next: C Bᵀ computed once per group instead of per
-//   head, fewer shared-memory round trips (the f32 C Bᵀ tile), wgmma.
+//   (3 blocks per SM, 72 bytes of spills).
+// The mma.sync kernels for bf16 / f16 (ssd_forward_mma_kernels.cuh), H200 2026-12-02, ms:
+//                          bf16 L=2048 N=64  N=128  N=256 | N=128 L=512  L=8192 | P=128 N=128
+//   mma kernels, bb5e1f5               -      0.557   -    |       -      -      |    -
+//   + 16-byte passing, 3 blocks/SM     -      0.534   -    |       -      -      |    -
+//   + CopyTile, hoisted ldmatrix
+//     addresses, mask without tests
+//     below the diagonal (26e8f81)     0.337  0.424  1.02  |       0.119  1.59   |    0.392
+//   (f32 keeps the WMMA kernels: N=128 2.14, N=256 4.70.) At the reference shape that is 76
+//   TFLOP/s by the count above (the forward + backward, ssd_backward_benchmark: 2.51 ms).
+//   ncu per kernel (bf16, reference shape, 26e8f81): chunk state 68 us, state passing 54 us,
+//   chunk output 294 us. The output kernel was instruction-bound before CopyTile (IPC 1.87,
+//   ALU the busiest pipe: staging loops with divisions and 64-bit products, ldmatrix
+//   addresses recomputed per load): 402 -> 298 us. Next: C Bᵀ once per group (G = 1: 24 heads
+//   recompute it), wgmma, the per-chunk scalars computed once instead of per block.
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
